@@ -1,0 +1,184 @@
+"""The command line: click parses, the library works, one reporter prints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__, pipeline, spec
+from .errors import BuilderError, SpecError, ToolError
+from .model import Release, Role
+
+ROLE = click.Choice([r.value for r in Role])
+RELEASE = click.Choice([r.value for r in Release])
+
+
+def _err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _fail(e: BuilderError) -> NoReturn:
+    if isinstance(e, SpecError):
+        for p in e.problems:
+            _err(f"error: {p}")
+    elif isinstance(e, ToolError):
+        _err(f"error: {e.cmd}: " + ("not found" if e.returncode is None else f"failed (exit {e.returncode})"))
+        for line in e.tail.splitlines():
+            _err(f"  | {line}")
+    else:
+        _err(f"error: {e}")
+    sys.exit(e.exit_code)
+
+
+def spec_option(f: Any) -> Any:
+    return click.option("--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False),
+                        help="cluster spec (YAML); default: the built-in reference cluster")(f)
+
+
+def weak_option(f: Any) -> Any:
+    return click.option("--allow-weak-auth", is_flag=True,
+                        help="accept heartbeat auth md5/crc (weak; warns)")(f)
+
+
+def authkey_option(f: Any) -> Any:
+    return click.option("--authkey-file", type=click.Path(path_type=Path, dir_okay=False),
+                        help="the cluster's heartbeat key; default: beside the spec")(f)
+
+
+def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: bool = False) -> pipeline.Loaded:
+    loaded = pipeline.load_cluster(spec_path, release=release, allow_weak_auth=allow_weak_auth)
+    for w in loaded.warnings:
+        _err(f"warning: {w}")
+    return loaded
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BuilderError as e:
+            _fail(e)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__)
+@click.option("-v", "--verbose", is_flag=True, help="log every external command")
+def cli(verbose: bool) -> None:
+    """Turn one LVS cluster description into role packages, images and PXE trees."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+@cli.command()
+@spec_option
+@weak_option
+def validate(spec_path: Path | None, allow_weak_auth: bool) -> None:
+    """Check a spec; one line per problem, exit 2 if any."""
+    loaded = _load(spec_path, allow_weak_auth=allow_weak_auth)
+    c = loaded.cluster
+    click.echo(f"ok: {spec.read_source(spec_path).label}: cluster {c.name} ({c.release.value}), "
+               f"{len(c.directors)} directors, {len(c.real_servers)} real servers, "
+               f"{len(c.virtual_services)} virtual services")
+
+
+@cli.command()
+@spec_option
+@weak_option
+def show(spec_path: Path | None, allow_weak_auth: bool) -> None:
+    """Print the validated spec with every default filled in."""
+    click.echo(pipeline.normalized_yaml(_load(spec_path, allow_weak_auth=allow_weak_auth).cluster), nl=False)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="cluster.yaml")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter spec (the reference cluster) to PATH."""
+    if path.exists() and not force:
+        raise BuilderError(f"{path}: exists; pass --force to overwrite")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(spec.reference_text(), encoding="utf-8")
+    tmp.replace(path)
+    click.echo(f"wrote {path}; edit it, then: lvs-builder validate --spec {path}")
+
+
+@cli.command()
+@click.argument("role", type=ROLE)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="directory that becomes the node's file tree")
+@click.option("--dry-run", is_flag=True, help="say what would change; write nothing")
+@click.option("--diff", is_flag=True, help="show a unified diff of each change")
+@spec_option
+@authkey_option
+@weak_option
+def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | None,
+           authkey_file: Path | None, allow_weak_auth: bool) -> None:
+    """Render every file a ROLE node gets into --out (staged, then renamed)."""
+    loaded = _load(spec_path, allow_weak_auth=allow_weak_auth)
+    changes = pipeline.render_role(loaded, Role(role), out, authkey_file=authkey_file, dry_run=dry_run)
+    for ch in changes:
+        if ch.kind != "same":
+            click.echo(f"{'would write' if dry_run else 'wrote'} {ch.kind:7} {ch.path}")
+            if diff:
+                click.echo(ch.diff, nl=False)
+    same = sum(ch.kind == "same" for ch in changes)
+    click.echo(f"{len(changes) - same} changed, {same} unchanged" + (" (dry run)" if dry_run else ""))
+
+
+def _build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
+               authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
+    loaded = _load(spec_path, release, allow_weak_auth)
+    for built, verdict in pipeline.build_debs(loaded, [Role(r) for r in roles], out,
+                                              authkey_file=authkey_file, lint=lint):
+        click.echo(f"built {built.path}" + (" (lintian clean)" if verdict is not None else ""))
+
+
+def build_deb_command(name: str) -> click.Command:
+    @click.command(name=name)
+    @click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=ROLE)
+    @spec_option
+    @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"),
+                  show_default=True)
+    @click.option("--release", type=RELEASE, help="override the spec's Debian release")
+    @authkey_option
+    @weak_option
+    @click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
+    def command(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
+                authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
+        """Build the role meta-package(s) lvs-director / lvs-realserver."""
+        _build_deb(roles, spec_path, out, release, authkey_file, allow_weak_auth, lint)
+
+    return command
+
+
+cli.add_command(build_deb_command("build-deb"))
+
+
+@cli.command("build-image")
+@click.argument("role", type=ROLE)
+def build_image(role: str) -> None:
+    """Build a bootable disk image for ROLE (not yet)."""
+    _err(f"error: build-image {role}: not yet implemented (see the images issue)")
+    sys.exit(2)
+
+
+def main() -> None:
+    cli(prog_name="lvs-builder")
+
+
+def _standalone(command: click.Command, prog: str) -> None:
+    try:
+        command.main(prog_name=prog, standalone_mode=True)
+    except BuilderError as e:  # click re-raises non-click exceptions
+        _fail(e)
+
+
+def build_deb_main() -> None:
+    _standalone(build_deb_command("build-deb"), "build-deb")
+
+
+def build_image_main() -> None:
+    _standalone(build_image, "build-image")

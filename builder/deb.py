@@ -1,0 +1,136 @@
+"""Role packages: rendered tree + control data (python-debian) -> .deb (dpkg-deb).
+
+dpkg-deb rather than debhelper: a role package is a fixed set of rendered files and four
+maintainer scripts, so a staging tree and `dpkg-deb --build` is all the packaging there is;
+no source package, no build dependencies, and a build in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.deb822 import Deb822
+
+from . import render as rendering
+from .model import Cluster, Role
+from .run import require, run
+from .writer import populate, staging
+
+# 2026-01-01T00:00:00Z: file dates and the changelog date when SOURCE_DATE_EPOCH is unset,
+# so that the same spec and version give the same bytes on any machine, any day.
+DEFAULT_EPOCH = 1767225600
+
+DEPENDS = {
+    Role.DIRECTOR: ["heartbeat", "ldirectord", "ipvsadm", "iproute2", "kmod", "procps",
+                    "apache2 | httpd"],
+    Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps"],
+}
+CONFLICTS = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director"}
+SUMMARY = {
+    Role.DIRECTOR: "LVS director of the {name} cluster (heartbeat, ldirectord, IPVS)",
+    Role.REALSERVER: "LVS real server of the {name} cluster (VIP on lo, ARP settings, pages)",
+}
+DESCRIPTION = {
+    Role.DIRECTOR: (
+        "Makes this node one of the two directors of the {name} cluster: heartbeat\n"
+        "moves the virtual IP addresses between the directors, ldirectord checks the\n"
+        "real servers and keeps the IPVS table, the IPVS sync daemon follows the\n"
+        "active director, and a fallback page answers when every real server is down.\n"
+        ".\n"
+        "This package carries the cluster's heartbeat key: handle it as a secret."
+    ),
+    Role.REALSERVER: (
+        "Makes this node a real server of the {name} cluster: the virtual IP\n"
+        "addresses on the loopback before the network comes up, ARP settings so that\n"
+        "only the directors answer for them, the health-check page ldirectord expects\n"
+        "and an index page that names the server that answered."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BuiltDeb:
+    path: Path
+    package: str
+    version: str
+
+
+def build_epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value and value.isdigit() else DEFAULT_EPOCH
+
+
+def deb_name(cluster: Cluster, role: Role) -> str:
+    return f"{role.package}_{cluster.package.version}_all.deb"
+
+
+def control(cluster: Cluster, role: Role, installed_kib: int) -> Deb822:
+    c = Deb822()
+    c["Package"] = role.package
+    c["Version"] = cluster.package.version
+    c["Architecture"] = "all"
+    c["Maintainer"] = cluster.package.maintainer
+    c["Installed-Size"] = str(installed_kib)
+    c["Depends"] = ", ".join(DEPENDS[role])
+    c["Conflicts"] = CONFLICTS[role]
+    c["Section"] = "admin"
+    c["Priority"] = "optional"
+    long = DESCRIPTION[role].format(name=cluster.name)
+    c["Description"] = SUMMARY[role].format(name=cluster.name) + "\n" + "\n".join(
+        " " + line for line in long.splitlines())
+    return c
+
+
+def _installed_kib(files: dict[str, rendering.FileSpec]) -> int:
+    dirs = {str(Path(p).parent) for p in files}
+    return sum((len(f.content) + 1023) // 1024 for f in files.values()) + len(dirs)
+
+
+def package_tree(cluster: Cluster, role: Role, authkey: str | None, epoch: int) -> dict[str, rendering.FileSpec]:
+    """The whole package: node files plus DEBIAN/ (control, conffiles, md5sums, scripts)."""
+    files = rendering.render(cluster, role, authkey, epoch=epoch)
+    tree = dict(files)
+    for name, spec in rendering.render_control(cluster, role).items():
+        tree[f"DEBIAN/{name}"] = rendering.FileSpec(spec.content, 0o755)
+    tree["DEBIAN/control"] = rendering.FileSpec(
+        control(cluster, role, _installed_kib(files)).dump().encode("utf-8"))
+    conffiles = rendering.conffiles(files)
+    if conffiles:
+        tree["DEBIAN/conffiles"] = rendering.FileSpec(("\n".join(conffiles) + "\n").encode())
+    md5 = "".join(f"{hashlib.md5(files[p].content).hexdigest()}  {p}\n"
+                  for p in sorted(files) if not p.startswith("etc/"))
+    tree["DEBIAN/md5sums"] = rendering.FileSpec(md5.encode())
+    return tree
+
+
+def build(cluster: Cluster, role: Role, out_dir: Path, authkey: str | None) -> BuiltDeb:
+    """Build the role package into out_dir, atomically: a failed build leaves nothing there."""
+    require("dpkg-deb", "dpkg")
+    epoch = build_epoch()
+    tree = package_tree(cluster, role, authkey, epoch)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / deb_name(cluster, role)
+    with staging(final) as tmp:
+        root = tmp / "root"
+        root.mkdir()
+        populate(tree, root, mtime=epoch)
+        os.chmod(root, 0o755)
+        for dirpath, dirnames, _ in os.walk(root):
+            for d in dirnames:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+        built = tmp / final.name
+        run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, built],
+            env={"SOURCE_DATE_EPOCH": str(epoch)})
+        os.chmod(built, 0o644)
+        os.replace(built, final)
+    return BuiltDeb(final, role.package, cluster.package.version)
+
+
+def lintian(deb: Path) -> str:
+    """lintian's verdict: its output, or ToolError if it reports an error or a warning."""
+    require("lintian", "lintian")
+    proc = run(["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0", deb])
+    return proc.stdout

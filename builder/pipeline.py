@@ -1,0 +1,65 @@
+"""The library calls behind the CLI: spec -> model -> render -> artefacts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import authkey, deb, model, spec
+from .errors import Problem
+from .model import Cluster, Release, Role
+from .render import FileSpec, render
+from .writer import Change, compare, write_tree
+
+
+@dataclass(frozen=True)
+class Loaded:
+    cluster: Cluster
+    spec_path: Path | None
+    warnings: list[Problem]
+
+
+def load_cluster(spec_path: Path | None, *, release: str | None = None,
+                 allow_weak_auth: bool = False) -> Loaded:
+    cluster, warnings = spec.load(spec_path, allow_weak_auth=allow_weak_auth)
+    if release is not None:
+        cluster = dataclasses.replace(cluster, release=Release(release))
+    return Loaded(cluster, spec_path, warnings)
+
+
+def cluster_key(loaded: Loaded, authkey_file: Path | None) -> str:
+    """The heartbeat key: --authkey-file if given (must exist), else the one beside the spec."""
+    if authkey_file is not None:
+        return authkey.read(authkey_file)
+    return authkey.ensure(authkey.default_path(loaded.spec_path))
+
+
+def role_files(loaded: Loaded, role: Role, authkey_file: Path | None) -> dict[str, FileSpec]:
+    key = cluster_key(loaded, authkey_file) if role is Role.DIRECTOR else None
+    return render(loaded.cluster, role, key, epoch=deb.build_epoch())
+
+
+def render_role(loaded: Loaded, role: Role, out: Path, *, authkey_file: Path | None = None,
+                dry_run: bool = False) -> list[Change]:
+    files = role_files(loaded, role, authkey_file)
+    if dry_run:
+        return compare(files, out)
+    return write_tree(files, out)
+
+
+def build_debs(loaded: Loaded, roles: list[Role], out: Path, *, authkey_file: Path | None = None,
+               lint: bool = False) -> list[tuple[deb.BuiltDeb, str | None]]:
+    results = []
+    for role in roles:
+        key = cluster_key(loaded, authkey_file) if role is Role.DIRECTOR else None
+        built = deb.build(loaded.cluster, role, out, key)
+        verdict = deb.lintian(built.path) if lint else None
+        results.append((built, verdict))
+    return results
+
+
+def normalized_yaml(cluster: Cluster) -> str:
+    import yaml
+
+    return yaml.safe_dump(model.to_data(cluster), sort_keys=False, default_flow_style=False)

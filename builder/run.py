@@ -1,0 +1,74 @@
+"""The one wrapper every external tool goes through."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import ToolError
+
+log = logging.getLogger("lvs_builder")
+
+TAIL_LINES = 20
+
+
+def require(tool: str, package: str | None = None) -> str:
+    """Path of `tool`, or a ToolError naming the Debian package that provides it."""
+    found = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if found is None:
+        hint = f" (apt-get install {package})" if package else ""
+        raise ToolError(f"{tool}{hint}", None)
+    return found
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    capture: bool = True,
+    input: str | None = None,
+    log_file: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, logging it exactly; on failure raise ToolError with the tail of its output."""
+    argv = [os.fspath(c) for c in cmd]
+    line = shlex.join(argv)
+    log.info("$ %s", line)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    if shutil.which(argv[0], path=full_env.get("PATH")) is None and not os.path.exists(argv[0]):
+        raise ToolError(argv[0], None)
+    out_target = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        out_target = open(log_file, "a", encoding="utf-8")
+        out_target.write(f"$ {line}\n")
+        out_target.flush()
+    try:
+        proc = subprocess.run(
+            argv,
+            env=full_env,
+            cwd=cwd,
+            input=input,
+            text=True,
+            stdout=out_target if out_target else (subprocess.PIPE if capture else None),
+            stderr=subprocess.STDOUT if out_target or capture else None,
+        )
+    finally:
+        if out_target:
+            out_target.close()
+    if check and proc.returncode != 0:
+        if log_file is not None:
+            text = log_file.read_text(encoding="utf-8", errors="replace")
+        else:
+            text = proc.stdout or ""
+        tail = "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
+        raise ToolError(line, proc.returncode, tail)
+    return proc
