@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import ipaddress
+import math
 import re
 import types
 import typing
@@ -268,7 +268,7 @@ class Cluster:
     # Derived views: templates read these rather than recomputing them.
     @property
     def subnet(self) -> IPv4Network:
-        return ipaddress.ip_network(f"{self.directors[0].address}/{self.network.prefix}", strict=False)
+        return IPv4Network(f"{self.directors[0].address}/{self.network.prefix}", strict=False)
 
     @property
     def broadcast(self) -> IPv4Address:
@@ -298,11 +298,12 @@ class Cluster:
         """VIPs a real server holds on tunl0 (IP-in-IP)."""
         return self._vips_for(Forwarding.IPIP)
 
-    def reals_of(self, vs: VirtualService) -> tuple[tuple[Node, int, int], ...]:
-        """(node, port, weight) for each real server of a virtual service."""
+    def reals_of(self, vs: VirtualService) -> tuple[tuple[Node, Optional[int], int], ...]:
+        """(node, port, weight) for each real server of a virtual service; port is None for a
+        fwm service whose real has none (IPVS keeps the packet's port)."""
         by_name = {n.name: n for n in self.real_servers}
         refs = vs.reals if vs.reals is not None else tuple(RealRef(n.name) for n in self.real_servers)
-        return tuple((by_name[r.server], r.port or vs.port or 0, r.weight) for r in refs)
+        return tuple((by_name[r.server], r.port or vs.port, r.weight) for r in refs)
 
     def interface_of(self, node: Node) -> str:
         return node.interface or self.network.interface
@@ -402,7 +403,7 @@ def _load_value(tp: Any, value: Any, path: str, c: _Collector) -> Any:
         c.add(path, f"expected a whole number, got {_describe(value)}")
         return INVALID
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         c.add(path, f"expected a number of seconds, got {_describe(value)}")
         return INVALID
@@ -496,10 +497,14 @@ def _cross_check(m: Cluster, c: _Collector, allow_weak_auth: bool) -> list[Probl
     if not re.match(r"^[0-9][A-Za-z0-9.+~]*$", v):
         c.add("package.version", f"{v!r} is not a Debian native version (digits first, then [A-Za-z0-9.+~])")
 
+    if not re.match(r"^[^<>]*[^<>\s] <[^@<>\s]+@[^@<>\s]+\.[^@<>\s]+>$", m.package.maintainer):
+        c.add("package.maintainer", f"{m.package.maintainer!r} is not 'Full Name <address@domain>'")
+
     if not _IFACE_RE.match(m.network.interface):
         c.add("network.interface", f"{m.network.interface!r} is not an interface name")
     if not 8 <= m.network.prefix <= 30:
         c.add("network.prefix", f"/{m.network.prefix} leaves no room for a cluster (8-30)")
+        return warnings  # every address check below needs the subnet
 
     # Directors: heartbeat v1 resources are active/passive between exactly two nodes.
     if len(m.directors) != 2:
@@ -745,9 +750,9 @@ def _check_heartbeat(m: Cluster, c: _Collector, allow_weak_auth: bool, warnings:
             warnings.append(Problem("heartbeat.auth", f"{hb.auth.value} is weak; anyone on the segment "
                                     "can forge heartbeat packets"))
     addrs = {n.address for n in m.directors + m.real_servers}
-    for i, a in enumerate(hb.ping_nodes):
-        if a in addrs or a in m.vips:
-            c.add(f"heartbeat.ping_nodes[{i}]", f"{a} is a cluster address; ping nodes must be outside the cluster "
+    for i, ping in enumerate(hb.ping_nodes):
+        if ping in addrs or ping in m.vips:
+            c.add(f"heartbeat.ping_nodes[{i}]", f"{ping} is a cluster address; ping nodes must be outside the cluster "
                   "(a router), or ipfail learns nothing")
 
 

@@ -1,0 +1,48 @@
+"""Linters as tests: ruff and mypy on the package, shellcheck on every shell script we ship."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder import deb, render, spec
+from builder.model import Role
+
+from .conftest import REPO, need_tool
+
+
+def _shell_scripts(tmp_path: Path) -> list[Path]:
+    """Every rendered file that starts with a shell shebang, maintainer scripts included."""
+    c, _ = spec.load(None)
+    out = []
+    for role in Role:
+        files = render.render(c, role, "0" * 64 if role is Role.DIRECTOR else None, epoch=deb.DEFAULT_EPOCH)
+        files.update({f"DEBIAN/{k}": v for k, v in render.render_control(c, role).items()})
+        for rel, f in files.items():
+            if f.content.startswith((b"#!/bin/sh", b"#!/bin/bash")):
+                p = tmp_path / role.value / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(f.content)
+                out.append(p)
+    out += [p for p in (REPO / ".ci").iterdir() if p.read_bytes().startswith(b"#!")]
+    out += [p for p in REPO.glob("*.sh")]
+    out += [p for p in (REPO / "elements").rglob("*") if p.is_file() and p.read_bytes().startswith(b"#!")]
+    return out
+
+
+def test_shellcheck(tmp_path: Path) -> None:
+    need_tool("shellcheck")
+    scripts = _shell_scripts(tmp_path)
+    assert len(scripts) >= 8
+    proc = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("tool", [["ruff", "check"], ["mypy"]], ids=["ruff", "mypy"])
+def test_python_linters(tool: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", *tool, "builder", "tests"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,220 @@
+"""Rendered files: golden files for the reference cluster, the tutorial's lines, the writer."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from builder import deb, model, render, spec
+from builder.cli import cli
+from builder.model import Role
+
+from .conftest import GOLDEN, write_spec
+
+KEY = "0" * 64
+
+
+def rendered(role: Role, data: dict[str, Any] | None = None) -> dict[str, render.FileSpec]:
+    c, _ = model.load(data) if data is not None else spec.load(None)
+    files = render.render(c, role, KEY if role is Role.DIRECTOR else None, epoch=deb.DEFAULT_EPOCH)
+    for name, f in render.render_control(c, role).items():
+        files[f"DEBIAN/{name}"] = f
+    return files
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
+def test_golden(role: Role, update_golden: bool) -> None:
+    files = rendered(role)
+    base = GOLDEN / role.value
+    if update_golden:
+        for rel, f in files.items():
+            target = base / (rel[:-3] if rel.endswith(".gz") else rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.decompress(f.content) if rel.endswith(".gz") else f.content)
+    expected = {p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()}
+    assert {rel[:-3] if rel.endswith(".gz") else rel for rel in files} == expected
+    for rel, f in files.items():
+        content = gzip.decompress(f.content) if rel.endswith(".gz") else f.content
+        golden = base / (rel[:-3] if rel.endswith(".gz") else rel)
+        assert content.decode() == golden.read_text(), f"{rel} differs from {golden}; rerun with --update-golden"
+
+
+def _significant(text: str) -> list[str]:
+    """Lines without comments and blank lines, whitespace folded: how the tutorial is compared."""
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(re.sub(r"\s+", " ", line))
+    return out
+
+
+TUTORIAL_HA_CF = """
+logfacility        local0
+bcast        eth0               # Linux
+mcast eth0 225.0.0.1 694 1 0
+auto_failback off
+node        loadb1
+node        loadb2
+respawn hacluster /usr/lib/heartbeat/ipfail
+apiauth ipfail gid=haclient uid=hacluster
+"""
+TUTORIAL_HARESOURCES = """
+loadb1 \\
+        ldirectord::ldirectord.cf \\
+        LVSSyncDaemonSwap::master \\
+        IPaddr2::192.168.1.105/24/eth0/192.168.1.255
+"""
+TUTORIAL_LDIRECTORD_CF = """
+checktimeout=10
+checkinterval=2
+autoreload=no
+logfile="local0"
+quiescent=yes
+
+virtual=192.168.1.105:80
+        real=192.168.1.101:80 gate
+        real=192.168.1.102:80 gate
+        fallback=127.0.0.1:80 gate
+        service=http
+        request="ldirector.html"
+        receive="Test Page"
+        scheduler=rr
+        protocol=tcp
+        checktype=negotiate
+"""
+TIMING = ("keepalive", "warntime", "deadtime", "initdead")
+
+
+def test_ha_cf_is_the_tutorials_line_for_line() -> None:
+    ours = _significant(rendered(Role.DIRECTOR)["etc/ha.d/ha.cf"].content.decode())
+    ours = [line for line in ours if not line.startswith(TIMING)]
+    tutorial = _significant(TUTORIAL_HA_CF)
+    # The one deliberate difference: Debian's heartbeat 3.0.6 moved ipfail to /usr/libexec.
+    tutorial = [line.replace("/usr/lib/heartbeat/ipfail", "/usr/libexec/heartbeat/ipfail") for line in tutorial]
+    assert ours == tutorial
+
+
+def test_haresources_is_the_tutorials() -> None:
+    ours = _significant(rendered(Role.DIRECTOR)["etc/ha.d/haresources"].content.decode())
+    assert ours == [" ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", "")))]
+
+
+def test_ldirectord_cf_is_the_tutorials_line_for_line() -> None:
+    text = rendered(Role.DIRECTOR)["etc/ha.d/ldirectord.cf.lvs-director"].content.decode()
+    assert _significant(text) == _significant(TUTORIAL_LDIRECTORD_CF)
+    # ldirectord reads a virtual's options from indented lines: each must be indented.
+    body = text.split("virtual=", 1)[1].splitlines()[1:]
+    assert body and all(line.startswith("\t") for line in body if line.strip())
+
+
+def test_authkeys_is_sha1_with_the_cluster_key_and_root_only() -> None:
+    f = rendered(Role.DIRECTOR)["etc/ha.d/authkeys"]
+    assert _significant(f.content.decode()) == ["auth 1", f"1 sha1 {KEY}"]
+    assert f.mode == 0o600
+
+
+def test_realserver_pages_and_vip(reference: dict[str, Any]) -> None:
+    files = rendered(Role.REALSERVER)
+    assert files["usr/share/lvs-realserver/www/ldirector.html"].content == b"Test Page\n"
+    unit = files["usr/lib/systemd/system/lvs-realserver.service"].content.decode()
+    assert "ExecStart=ip address replace 192.168.1.105/32 dev lo label lo:0" in unit
+    sysctl = _significant(files["etc/sysctl.d/60-lvs-realserver.conf"].content.decode())
+    assert sorted(sysctl) == sorted([
+        "net.ipv4.conf.all.arp_ignore = 1", "net.ipv4.conf.all.arp_announce = 2",
+        "net.ipv4.conf.eth0.arp_ignore = 1", "net.ipv4.conf.eth0.arp_announce = 2"])
+
+
+def test_director_modules_and_forwarding() -> None:
+    files = rendered(Role.DIRECTOR)
+    mods = _significant(files["etc/modules-load.d/lvs-director.conf"].content.decode())
+    assert mods == sorted(["ip_vs", "ip_vs_dh", "ip_vs_ftp", "ip_vs_lblc", "ip_vs_lblcr", "ip_vs_lc", "ip_vs_nq",
+                           "ip_vs_rr", "ip_vs_sed", "ip_vs_sh", "ip_vs_wlc", "ip_vs_wrr"])
+    assert _significant(files["etc/sysctl.d/60-lvs-director.conf"].content.decode()) == ["net.ipv4.ip_forward = 1"]
+
+
+def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
+    vs = reference["virtual_services"][0]
+    vs.update(scheduler="mh", persistent=600, netmask="255.255.255.0", quiescent=False)
+    vs["check"].update(virtualhost="www.example.org", interval=5, failurecount=3)
+    vs["reals"][1]["weight"] = 3
+    reference["virtual_services"].append({
+        "address": "192.168.1.106", "protocol": "fwm", "fwmark": 7, "forwarding": "ipip", "scheduler": "sh",
+        "check": {"type": "external", "command": "/usr/local/bin/check"}})
+    reference["heartbeat"]["media"] += [{"type": "ucast", "interface": "eth1"},
+                                         {"type": "serial", "device": "/dev/ttyS0", "baud": 115200}]
+    reference["heartbeat"]["timing"] = {"keepalive": 0.5, "warntime": 2, "deadtime": 3, "initdead": 10}
+    files = rendered(Role.DIRECTOR, reference)
+    ld = files["etc/ha.d/ldirectord.cf.lvs-director"].content.decode()
+    for line in ("\tscheduler=mh", "\tpersistent=600", "\tnetmask=255.255.255.0", "\tquiescent=no",
+                 "\tvirtualhost=www.example.org", "\tcheckinterval=5", "\tfailurecount=3",
+                 "\treal=192.168.1.102:80 gate 3", "virtual=7", "\tprotocol=fwm", "\treal=192.168.1.101 ipip",
+                 '\tcheckcommand="/usr/local/bin/check"', "\tchecktype=external"):
+        assert line in ld.splitlines()
+    ha = files["etc/ha.d/ha.cf"].content.decode().splitlines()
+    for line in ("ucast eth1 192.168.1.103", "ucast eth1 192.168.1.104", "serial /dev/ttyS0", "baud 115200",
+                 "keepalive 500ms", "deadtime 3"):
+        assert line in ha
+    hares = files["etc/ha.d/haresources"].content.decode()
+    assert "IPaddr2::192.168.1.106/24/eth0/192.168.1.255" in hares
+    mods = files["etc/modules-load.d/lvs-director.conf"].content.decode().split()
+    assert "ip_vs_mh" in mods
+    unit = rendered(Role.REALSERVER, reference)["usr/lib/systemd/system/lvs-realserver.service"].content.decode()
+    assert "ExecStart=ip address replace 192.168.1.106/32 dev tunl0" in unit
+
+
+def test_templates_are_strict() -> None:
+    env = render.environment()
+    with pytest.raises(Exception, match="undefined"):
+        env.from_string("{{ nope }}").render()
+
+
+# ---------------------------------------------------------------------------
+# `lvs-builder render`: dry run, diff, staged write.
+
+
+def test_render_dry_run_writes_nothing_then_write_then_diff(tmp_path: Path) -> None:
+    out = tmp_path / "node"
+    r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "would write new" in r.output and not out.exists()
+    r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "usr/share/lvs-realserver/www/ldirector.html").read_text() == "Test Page\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["node"]  # no staging dir left behind
+    r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run"])
+    assert r.output.strip().endswith("0 changed, 7 unchanged (dry run)")
+    (out / "etc/sysctl.d/60-lvs-realserver.conf").write_text("edited\n")
+    r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run", "--diff"])
+    assert "would write changed etc/sysctl.d/60-lvs-realserver.conf" in r.output
+    assert "-edited" in r.output and "+net.ipv4.conf.all.arp_ignore = 1" in r.output
+
+
+def test_render_director_keeps_its_key_beside_the_spec(tmp_path: Path, reference: dict[str, Any]) -> None:
+    p = write_spec(tmp_path, reference)
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)]).exit_code == 0
+    key_file = tmp_path / "cluster.authkey"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out2)]).exit_code == 0
+    assert (out1 / "etc/ha.d/authkeys").read_bytes() == (out2 / "etc/ha.d/authkeys").read_bytes()
+    assert key in (out1 / "etc/ha.d/authkeys").read_text()
+    assert stat.S_IMODE((out1 / "etc/ha.d/authkeys").stat().st_mode) == 0o600
+
+
+def test_a_world_readable_key_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text("a" * 64 + "\n")
+    key.chmod(0o644)
+    r = CliRunner().invoke(cli, ["render", "director", "--out", str(tmp_path / "o"), "--authkey-file", str(key)])
+    assert r.exit_code == 1
+    assert r.output == f"error: {key}: the cluster key is readable by others (mode 0644); chmod 600 {key}\n"
+    assert not (tmp_path / "o").exists()
