@@ -1,0 +1,146 @@
+"""Install, remove and purge the role packages in real trixie and bookworm chroots.
+
+apt resolves heartbeat, ldirectord, ipvsadm and apache2 from the archive the machine's apt
+configuration names. Like piuparts: the system after purge equals the system before install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from debian.debfile import DebFile
+
+from builder.cli import cli
+
+from .chroot import Chroot
+from .conftest import need_tool
+
+pytestmark = pytest.mark.slow
+
+RELEASES = ["trixie", "bookworm"]
+
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("debs")
+    r = CliRunner().invoke(cli, ["build-deb", "director", "realserver", "--out", str(out)],
+                           env={"XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg"))})
+    assert r.exit_code == 0, r.output
+    return {p.name.split("_")[0]: p for p in out.glob("*.deb")}
+
+
+@pytest.fixture
+def chroot(request: pytest.FixtureRequest, tmp_path: Path) -> Chroot:
+    if os.geteuid() != 0:
+        pytest.fail("the install tests need root (chroot, namespaces)")
+    for tool in ("mmdebstrap", "unshare"):
+        need_tool(tool)
+    return Chroot.create(request.param, tmp_path)
+
+
+def _depends(deb: Path) -> list[str]:
+    """The package's Depends, first alternative of each: what apt would pull in."""
+    return [d.split("|")[0].strip() for d in DebFile(str(deb)).debcontrol()["Depends"].split(",")]
+
+
+def _install_deps_then(ch: Chroot, deb: Path) -> tuple[dict[str, str], str]:
+    """Install the package's dependencies alone (the 'before' system), then the package itself."""
+    ch.apt("install " + " ".join(_depends(deb)))
+    before = ch.snapshot()
+    shutil.copy(deb, ch.root / "tmp" / deb.name)
+    log = ch.apt(f"install /tmp/{deb.name}")
+    (ch.root / "tmp" / deb.name).unlink()
+    return before, log
+
+
+def _status(ch: Chroot, pkg: str) -> str:
+    return ch.sh(f"dpkg-query -W -f '${{Status}}' {pkg} 2>/dev/null || true").stdout.strip()
+
+
+def _configure_again(ch: Chroot, pkg: str) -> None:
+    """Run the postinst a second time, as dpkg would on a reinstall of the same version."""
+    ch.sh(f"DPKG_MAINTSCRIPT_PACKAGE={pkg} DPKG_MAINTSCRIPT_NAME=postinst DPKG_MAINTSCRIPT_ARCH=all "
+          f"/var/lib/dpkg/info/{pkg}.postinst configure 1.0")
+
+
+def _links(ch: Chroot, pattern: str) -> list[str]:
+    return sorted(p.name for p in ch.root.glob(pattern))
+
+
+def _assert_purged_like_before(ch: Chroot, before: dict[str, str], pkg: str) -> None:
+    assert _status(ch, pkg) in ("", "unknown ok not-installed")
+    assert ch.paths_naming(pkg) == []
+    after = ch.snapshot()
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+    assert (added, removed, changed) == ([], [], [])
+
+
+@pytest.mark.parametrize("chroot", RELEASES, indirect=True)
+def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
+    ch = chroot
+    before, _ = _install_deps_then(ch, debs["lvs-director"])
+    assert _status(ch, "lvs-director") == "install ok installed"
+    for pkg in ("heartbeat", "ldirectord", "ipvsadm"):
+        assert _status(ch, pkg) == "install ok installed"
+    ha = ch.root / "etc/ha.d"
+    # Our ldirectord.cf displaces ldirectord's dummy, which is diverted, not edited.
+    assert os.readlink(ha / "ldirectord.cf") == "ldirectord.cf.lvs-director"
+    assert "virtual=192.168.1.105:80" in (ha / "ldirectord.cf").read_text()
+    assert (ha / "ldirectord.cf.lvs-director-orig").read_text().startswith("# Dummy configuration file.")
+    assert "diversion of /etc/ha.d/ldirectord.cf to /etc/ha.d/ldirectord.cf.lvs-director-orig by lvs-director" \
+        in ch.sh("dpkg-divert --list").stdout
+    st = os.stat(ha / "authkeys")
+    assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ("0o600", 0, 0)
+    assert os.access(ha / "resource.d/LVSSyncDaemonSwap", os.X_OK)
+    assert (ch.root / "etc/sysctl.d/60-lvs-director.conf").exists()
+    assert (ch.root / "etc/modules-load.d/lvs-director.conf").exists()
+    assert (ch.root / "etc/apache2/conf-enabled/lvs-director.conf").is_symlink()
+    # Init links as the tutorial sets them: heartbeat at boot, ldirectord not (heartbeat starts it).
+    wants = "etc/systemd/system/multi-user.target.wants/*.service"
+    assert "heartbeat.service" in _links(ch, wants)
+    assert "ldirectord.service" not in _links(ch, wants)
+    assert _links(ch, "etc/rc2.d/S*ldirectord") == [] and _links(ch, "etc/rc2.d/S*heartbeat") != []
+    # Idempotent: configuring again changes nothing.
+    state = ch.snapshot()
+    _configure_again(ch, "lvs-director")
+    assert ch.snapshot() == state
+
+    ch.apt("remove lvs-director")
+    assert _status(ch, "lvs-director") == "deinstall ok config-files"
+    assert not (ha / "ldirectord.cf").is_symlink()
+    assert (ha / "ldirectord.cf").read_text().startswith("# Dummy configuration file.")
+    assert "lvs-director" not in ch.sh("dpkg-divert --list").stdout
+    assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, given back
+    assert not (ch.root / "usr/share/lvs-director").exists()
+
+    ch.apt("purge lvs-director")
+    _assert_purged_like_before(ch, before, "lvs-director")
+
+
+@pytest.mark.parametrize("chroot", RELEASES, indirect=True)
+def test_realserver_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
+    ch = chroot
+    before, _ = _install_deps_then(ch, debs["lvs-realserver"])
+    assert _status(ch, "lvs-realserver") == "install ok installed"
+    assert "lvs-realserver.service" in _links(ch, "etc/systemd/system/multi-user.target.wants/*.service")
+    assert (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").is_symlink()
+    assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()
+    assert (ch.root / "usr/share/lvs-realserver/www/ldirector.html").read_text() == "Test Page\n"
+    assert "arp_ignore = 1" in (ch.root / "etc/sysctl.d/60-lvs-realserver.conf").read_text()
+    # apache2 accepts our configuration as installed.
+    assert "Syntax OK" in ch.sh(". /etc/apache2/envvars && apache2 -t 2>&1").stdout
+    state = ch.snapshot()
+    _configure_again(ch, "lvs-realserver")
+    assert ch.snapshot() == state
+
+    ch.apt("remove lvs-realserver")
+    assert _status(ch, "lvs-realserver") == "deinstall ok config-files"
+    assert not (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").exists()
+    ch.apt("purge lvs-realserver")
+    _assert_purged_like_before(ch, before, "lvs-realserver")
