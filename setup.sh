@@ -17,6 +17,7 @@ APT_PACKAGES=(
     mmdebstrap debootstrap    # chroots for install tests (and images)
     shellcheck                # linting the shell we ship
     util-linux                # unshare, for the namespaced test chroots
+    equivs                    # bench/: the peer build-deb is measured against
 )
 
 sudo_cmd=()
