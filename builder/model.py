@@ -104,10 +104,6 @@ TUTORIAL_IPVS_MODULES = (
 )
 
 
-def field_doc(*, factory: Any) -> Any:
-    return field(default_factory=factory)
-
-
 @dataclass(frozen=True)
 class Package:
     version: str = "1.0"
@@ -171,7 +167,7 @@ class VirtualService:
     netmask: Optional[IPv4Address] = None
     reals: Optional[tuple[RealRef, ...]] = None
     fallback: Optional[Fallback] = None
-    check: Check = field_doc(factory=Check)
+    check: Check = field(default_factory=Check)
     quiescent: Optional[bool] = None
     emailalert: Optional[str] = None
 
@@ -224,7 +220,7 @@ class ApiAuth:
 @dataclass(frozen=True)
 class Heartbeat:
     media: tuple[Media, ...]
-    timing: Timing = field_doc(factory=Timing)
+    timing: Timing = field(default_factory=Timing)
     auto_failback: bool = False
     ping_nodes: tuple[IPv4Address, ...] = ()
     respawn: tuple[Respawn, ...] = ()
@@ -247,7 +243,7 @@ class TestPage:
 
 @dataclass(frozen=True)
 class Pages:
-    test: TestPage = field_doc(factory=TestPage)
+    test: TestPage = field(default_factory=TestPage)
     fallback: str = "Service degraded: every real server is down; this director answers instead."
 
 
@@ -259,11 +255,11 @@ class Cluster:
     virtual_services: tuple[VirtualService, ...]
     heartbeat: Heartbeat
     release: Release = Release.TRIXIE
-    package: Package = field_doc(factory=Package)
-    network: Network = field_doc(factory=Network)
-    ldirectord: Ldirectord = field_doc(factory=Ldirectord)
-    sync_daemon: SyncDaemon = field_doc(factory=SyncDaemon)
-    pages: Pages = field_doc(factory=Pages)
+    package: Package = field(default_factory=Package)
+    network: Network = field(default_factory=Network)
+    ldirectord: Ldirectord = field(default_factory=Ldirectord)
+    sync_daemon: SyncDaemon = field(default_factory=SyncDaemon)
+    pages: Pages = field(default_factory=Pages)
 
     # Derived views: templates read these rather than recomputing them.
     @property
