@@ -2,7 +2,7 @@
 # lvs-builder set-up for a fresh Debian 12 (or 13) machine.
 #
 #   ./setup.sh                 install what the project needs, then build the role packages
-#                              of the built-in reference cluster into out/
+#                              and the director image of the built-in reference cluster into out/
 #   ./setup.sh test [ARGS...]  install what the project needs, then run the tests
 #                              (ARGS go to pytest, e.g. -m "not slow" for the fast tier)
 #
@@ -17,6 +17,8 @@ APT_PACKAGES=(
     mmdebstrap debootstrap    # chroots for install tests (and images)
     shellcheck                # linting the shell we ship
     util-linux                # unshare, for the namespaced test chroots
+    qemu-utils kpartx fdisk sudo squashfs-tools  # images (diskimage-builder's host tools)
+    qemu-system-x86           # booting images in tests and the lab
     equivs                    # bench/: the peer build-deb is measured against
 )
 
@@ -52,6 +54,7 @@ fi
 case "${1:-build}" in
     build)
         .venv/bin/build-deb director realserver --out out --lint
+        .venv/bin/build-image director --out out
         echo "setup: done. Put the commands on your PATH with: . .venv/bin/activate"
         ;;
     test)

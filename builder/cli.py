@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from . import __version__, pipeline, spec
+from . import __version__, image, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
+from .image import ImageFormat, image_name
 from .model import Release, Role
 
 ROLE = click.Choice([r.value for r in Role])
@@ -56,7 +58,20 @@ def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: b
     return loaded
 
 
+class Command(click.Command):
+    """A command that turns library errors into one line each and its exit code, also when
+    it runs on its own (build-deb, build-image)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BuilderError as e:
+            _fail(e)
+
+
 class Group(click.Group):
+    command_class = Command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -137,7 +152,7 @@ def _build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, releas
 
 
 def build_deb_command(name: str) -> click.Command:
-    @click.command(name=name)
+    @click.command(name=name, cls=Command)
     @click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=ROLE)
     @spec_option
     @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"),
@@ -157,28 +172,49 @@ def build_deb_command(name: str) -> click.Command:
 cli.add_command(build_deb_command("build-deb"))
 
 
-@cli.command("build-image")
-@click.argument("role", type=ROLE)
-def build_image(role: str) -> None:
-    """Build a bootable disk image for ROLE (not yet)."""
-    _err(f"error: build-image {role}: not yet implemented (see the images issue)")
-    sys.exit(2)
+def build_image_command(name: str) -> click.Command:
+    @click.command(name=name, cls=Command)
+    @click.argument("role", type=ROLE)
+    @spec_option
+    @click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
+                  show_default=True)
+    @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"),
+                  show_default=True)
+    @click.option("--release", type=RELEASE, help="override the spec's Debian release")
+    @authkey_option
+    @weak_option
+    def command(role: str, spec_path: Path | None, fmt: str, out: Path, release: str | None,
+                authkey_file: Path | None, allow_weak_auth: bool) -> None:
+        """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
+        loaded = _load(spec_path, release, allow_weak_auth)
+        image.check_tools()
+        [(built_deb, _)] = pipeline.build_debs(loaded, [Role(role)], out, authkey_file=authkey_file)
+        click.echo(f"built {built_deb.path}")
+        name = image_name(loaded.cluster, Role(role))
+        click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
+        start = time.monotonic()
+
+        def progress(step: str) -> None:
+            click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
+
+        built = image.build(loaded.cluster, Role(role), built_deb.path, out, ImageFormat(fmt), on_step=progress)
+        click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
+                   f"kernel {built.kernel.name}, initrd {built.initrd.name}")
+
+    return command
+
+
+build_image = build_image_command("build-image")
+cli.add_command(build_image)
 
 
 def main() -> None:
     cli(prog_name="lvs-builder")
 
 
-def _standalone(command: click.Command, prog: str) -> None:
-    try:
-        command.main(prog_name=prog, standalone_mode=True)
-    except BuilderError as e:  # click re-raises non-click exceptions
-        _fail(e)
-
-
 def build_deb_main() -> None:
-    _standalone(build_deb_command("build-deb"), "build-deb")
+    build_deb_command("build-deb")(prog_name="build-deb")
 
 
 def build_image_main() -> None:
-    _standalone(build_image, "build-image")
+    build_image(prog_name="build-image")

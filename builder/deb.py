@@ -25,8 +25,8 @@ DEFAULT_EPOCH = 1767225600
 
 DEPENDS = {
     Role.DIRECTOR: ["heartbeat", "ldirectord", "ipvsadm", "iproute2", "kmod", "procps",
-                    "apache2 | httpd"],
-    Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps"],
+                    "apache2 | httpd", "libnss-myhostname"],
+    Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps", "libnss-myhostname"],
 }
 CONFLICTS = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director"}
 SUMMARY = {

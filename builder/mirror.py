@@ -37,8 +37,7 @@ def _deb822_uris(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def debian_mirror(apt_dir: Path = APT_DIR) -> str:
-    """The URI of the first configured Debian archive (not the security archive)."""
+def _sources(apt_dir: Path) -> list[tuple[str, list[str]]]:
     sources: list[tuple[str, list[str]]] = []
     main = apt_dir / "sources.list"
     if main.exists():
@@ -50,8 +49,24 @@ def debian_mirror(apt_dir: Path = APT_DIR) -> str:
                 sources += _one_line_uris(f.read_text(encoding="utf-8"))
             elif f.suffix == ".sources":
                 sources += _deb822_uris(f.read_text(encoding="utf-8"))
-    for uri, suites in sources:
-        if uri.startswith(("http://", "https://", "file:/")) and not any("security" in s for s in suites) \
-                and "security" not in uri:
+    return [(u, s) for u, s in sources if u.startswith(("http://", "https://", "file:/"))]
+
+
+def _is_security(uri: str, suites: list[str]) -> bool:
+    return "security" in uri or any(s.endswith("-security") or "/updates" in s for s in suites)
+
+
+def debian_security_mirror(apt_dir: Path = APT_DIR) -> str | None:
+    """The URI of the configured Debian security archive, if there is one."""
+    for uri, suites in _sources(apt_dir):
+        if _is_security(uri, suites):
+            return uri.rstrip("/")
+    return None
+
+
+def debian_mirror(apt_dir: Path = APT_DIR) -> str:
+    """The URI of the first configured Debian archive (not the security archive)."""
+    for uri, suites in _sources(apt_dir):
+        if not _is_security(uri, suites):
             return uri.rstrip("/")
     raise BuilderError(f"{apt_dir}: no Debian archive in the apt configuration; add one to sources.list.d")

@@ -7,7 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import ToolError
@@ -35,8 +35,11 @@ def run(
     capture: bool = True,
     input: str | None = None,
     log_file: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, logging it exactly; on failure raise ToolError with the tail of its output."""
+    """Run a command, logging it exactly; on failure raise ToolError with the tail of its output.
+
+    With log_file, the output goes there (appended) and, line by line, to on_line."""
     argv = [os.fspath(c) for c in cmd]
     line = shlex.join(argv)
     log.info("$ %s", line)
@@ -52,15 +55,26 @@ def run(
         out_target.write(f"$ {line}\n")
         out_target.flush()
     try:
-        proc = subprocess.run(
-            argv,
-            env=full_env,
-            cwd=cwd,
-            input=input,
-            text=True,
-            stdout=out_target if out_target else (subprocess.PIPE if capture else None),
-            stderr=subprocess.STDOUT if out_target or capture else None,
-        )
+        if out_target is not None:
+            with subprocess.Popen(argv, env=full_env, cwd=cwd, text=True, errors="replace",
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT) as child:
+                assert child.stdout is not None
+                for text_line in child.stdout:
+                    out_target.write(text_line)
+                    if on_line is not None:
+                        on_line(text_line.rstrip("\n"))
+            proc = subprocess.CompletedProcess(argv, child.returncode, "", None)
+        else:
+            proc = subprocess.run(
+                argv,
+                env=full_env,
+                cwd=cwd,
+                input=input,
+                text=True,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.STDOUT if capture else None,
+            )
     finally:
         if out_target:
             out_target.close()

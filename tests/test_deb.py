@@ -111,7 +111,11 @@ def test_failed_build_step_leaves_no_half_written_deb(tmp_path: Path, monkeypatc
     assert list(out.iterdir()) == []
 
 
-def test_build_image_says_not_yet() -> None:
-    r = CliRunner().invoke(cli_module.build_image, ["director"])
-    assert r.exit_code == 2
-    assert "not yet" in r.output
+def test_build_image_without_its_tools_is_one_line_and_writes_nothing(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli_module.build_image, ["director", "--out", str(out)])
+    # (the search adds /usr/sbin:/sbin, where debootstrap lives; qemu-img is in /usr/bin)
+    assert (r.exit_code, r.output) == (1, "error: qemu-img (apt-get install qemu-utils): not found\n")
+    assert not out.exists()

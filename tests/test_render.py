@@ -158,6 +158,7 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
                  '\tcheckcommand="/usr/local/bin/check"', "\tchecktype=external"):
         assert line in ld.splitlines()
     ha = files["etc/ha.d/ha.cf"].content.decode().splitlines()
+    assert ha.index("baud 115200") < ha.index("bcast eth0")  # heartbeat: baud must precede the media
     for line in ("ucast eth1 192.168.1.103", "ucast eth1 192.168.1.104", "serial /dev/ttyS0", "baud 115200",
                  "keepalive 500ms", "deadtime 3"):
         assert line in ha
@@ -189,7 +190,8 @@ def test_render_dry_run_writes_nothing_then_write_then_diff(tmp_path: Path) -> N
     assert (out / "usr/share/lvs-realserver/www/ldirector.html").read_text() == "Test Page\n"
     assert [p.name for p in tmp_path.iterdir()] == ["node"]  # no staging dir left behind
     r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run"])
-    assert r.output.strip().endswith("0 changed, 7 unchanged (dry run)")
+    node_files = [p for p in rendered(Role.REALSERVER) if not p.startswith("DEBIAN/")]
+    assert r.output.strip().endswith(f"0 changed, {len(node_files)} unchanged (dry run)")
     (out / "etc/sysctl.d/60-lvs-realserver.conf").write_text("edited\n")
     r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run", "--diff"])
     assert "would write changed etc/sysctl.d/60-lvs-realserver.conf" in r.output

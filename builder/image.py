@@ -1,0 +1,174 @@
+"""Role images: the role .deb + diskimage-builder (debian-minimal, our elements) -> disk image.
+
+Normal hosts run disk-image-create as it is. Hosts whose kernel has no device-mapper (some
+sandboxes and containers) cannot map partitions with kpartx; there, and only there, the
+build runs with builder/hostshims first on PATH: a kpartx that attaches one loop device per
+partition at its offset, and the sudo/dmsetup that make diskimage-builder use it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import data_root
+from .errors import ToolError
+from .mirror import debian_mirror, debian_security_mirror
+from .model import Cluster, Role
+from .run import require, run
+from .writer import staging
+
+
+class ImageFormat(enum.Enum):
+    QCOW2 = "qcow2"
+    RAW = "raw"
+    TAR = "tar"
+
+
+# Elements every role image is made of; the role's own element goes last.
+BASE_ELEMENTS = ("vm", "debian-minimal", "block-device-mbr", "baremetal")
+HOSTSHIMS = Path(__file__).resolve().parent / "hostshims"
+_STEP = re.compile(r"dib-run-parts Running \S*/(\w[\w-]*\.d)/(\S+)")
+_DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image: Path
+    kernel: Path
+    initrd: Path
+    log: Path
+    seconds: float
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lvs-builder" / "dib"
+
+
+def has_device_mapper() -> bool:
+    try:
+        return any(line.split()[-1] == "device-mapper" for line in Path("/proc/misc").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def image_name(cluster: Cluster, role: Role) -> str:
+    return f"{role.package}-{cluster.release.value}"
+
+
+def apt_sources(release: str) -> str:
+    """diskimage-builder's DIB_APT_SOURCES_CONF from this machine's apt configuration."""
+    mirror = debian_mirror()
+    lines = [f"default:deb {mirror} {release} main", f"updates:deb {mirror} {release}-updates main"]
+    security = debian_security_mirror()
+    if security:
+        lines.append(f"security:deb {security} {release}-security main")
+    return "\n".join(lines)
+
+
+def dib_environment(cluster: Cluster, role: Role, deb: Path) -> dict[str, str]:
+    env = {
+        "DIB_RELEASE": cluster.release.value,  # explicit: the mirror's `stable` moves
+        "DIB_APT_SOURCES_CONF": apt_sources(cluster.release.value),
+        "DIB_IMAGE_CACHE": str(cache_dir()),
+        "ELEMENTS_PATH": str(data_root() / "elements"),
+        f"DIB_LVS_{role.value.upper()}_DEB": str(deb.resolve()),
+    }
+    # disk-image-create's helpers (dib-block-device, ...) are installed beside our Python.
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    if not has_device_mapper():
+        path = f"{HOSTSHIMS}:{path}"
+    env["PATH"] = path
+    return env
+
+
+def check_tools() -> None:
+    """Fail before anything is built if a tool the image build needs is missing."""
+    for tool, pkg in (("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
+                      ("losetup", "mount"), ("sudo", "sudo")):
+        require(tool, pkg)
+    if not (Path(sys.executable).parent / "disk-image-create").exists():
+        require("disk-image-create", "pip install diskimage-builder")
+
+
+def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
+          on_step: Callable[[str], None] = lambda s: None) -> BuiltImage:
+    """Build the role image into out/, atomically; the full log goes to out/<name>.log."""
+    check_tools()
+    env = dib_environment(cluster, role, deb)
+    dib = Path(sys.executable).parent / "disk-image-create"
+    if not dib.exists():
+        dib = Path(require("disk-image-create", None))
+    name = image_name(cluster, role)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / f"{name}.{fmt.value}.log"
+    log.write_text("")
+    last = ["start"]
+
+    def step(line: str) -> None:
+        m = _STEP.search(line)
+        if m:
+            last[0] = f"{m.group(1)}/{m.group(2)}"
+            on_step(last[0])
+        elif "Converting image using qemu-img" in line:
+            last[0] = "convert"
+            on_step("convert (qemu-img)")
+
+    final = out / f"{name}.{fmt.value}"
+    # Without device-mapper the partitions are loops on a loop, where fstrim has no discard to
+    # do on a tmpfs: build on disk there.
+    options = [] if has_device_mapper() else ["--no-tmpfs"]
+    start = time.monotonic()
+    with staging(final) as tmp:
+        try:
+            run([dib, "-a", "amd64", "-t", fmt.value, *options, "-o", tmp / name, *BASE_ELEMENTS,
+                 f"lvs-{role.value}"], env=env, log_file=log, on_line=step)
+        except ToolError as e:
+            _release(log)
+            raise ToolError(f"disk-image-create (failed in {last[0]}; full log: {log})", e.returncode, e.tail) from None
+        built = tmp / f"{name}.{fmt.value}"
+        kernel, initrd = out / f"{name}.vmlinuz", out / f"{name}.initrd"
+        os.replace(tmp / f"{name}.vmlinuz", kernel)
+        os.replace(tmp / f"{name}.initrd", initrd)
+        os.replace(built, final)  # last: an image in out/ is a complete one
+    return BuiltImage(final, kernel, initrd, log, time.monotonic() - start)
+
+
+
+def _release(log: Path) -> None:
+    """What a failed build left behind (diskimage-builder's rollback does not always clean up):
+    mounts under its temporary dirs, the loop devices on its image file, the partition loops
+    and /dev/mapper names stacked on those, and the temporary dirs themselves."""
+    dirs = set(_DIB_TMP_DIR.findall(log.read_text(errors="replace")))
+    if not dirs:
+        return
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mountpoint in sorted((m for m in mounts if any(m == d or m.startswith(d + "/") for d in dirs)),
+                             key=len, reverse=True):
+        run(["umount", "--lazy", mountpoint], check=False)
+    listing = run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], check=False).stdout
+    loops = {}
+    for line in listing.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            loops[parts[0]] = parts[1].strip()
+    ours = {dev for dev, back in loops.items() if any(back.startswith(d + "/") for d in dirs)}
+    stacked = {dev for dev, back in loops.items() if back in ours}
+    mapper = Path("/dev/mapper")
+    for node in mapper.glob("loop*p*") if mapper.is_dir() else []:
+        st = node.stat()
+        sys_dev = Path(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+        if sys_dev.exists() and f"/dev/{sys_dev.resolve().name}" in ours | stacked:
+            node.unlink()
+    for dev in sorted(stacked) + sorted(ours):
+        run(["losetup", "-d", dev], check=False)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)

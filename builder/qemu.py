@@ -1,0 +1,154 @@
+"""Booting role images under QEMU (software emulation) and asking the guest questions.
+
+A VM gets a copy-on-write overlay of its image, its serial console written to a file, and a
+qemu-guest-agent channel (a unix socket) through which commands run inside the guest. Its
+NIC is attached to an empty QEMU hub unless a tap is given: no traffic leaves the VM.
+The process is started and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BuilderError
+from .run import log, require, run
+
+
+@dataclass
+class GuestResult:
+    exitcode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Vm:
+    name: str
+    image: Path
+    workdir: Path
+    mac: str | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str | None = None
+    memory_mib: int = 1024
+    tap: str | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / f"{self.name}.console"
+
+    @property
+    def qga_socket(self) -> Path:
+        return self.workdir / f"{self.name}.qga"
+
+    def start(self) -> None:
+        qemu = require("qemu-system-x86_64", "qemu-system-x86")
+        require("qemu-img", "qemu-utils")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        overlay = self.workdir / f"{self.name}.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.resolve(), overlay])
+        if self.tap:
+            net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
+        else:
+            net = ["-netdev", "hubport,id=n0,hubid=0"]  # a hub with nothing else on it
+        nic = "virtio-net-pci,netdev=n0" + (f",mac={self.mac}" if self.mac else "")
+        argv = [qemu, "-machine", "q35,accel=tcg", "-cpu", "max", "-m", str(self.memory_mib), "-smp", "1",
+                "-display", "none", "-nodefaults", "-no-user-config",
+                "-serial", f"file:{self.console}",
+                "-drive", f"file={overlay},if=virtio,format=qcow2",
+                *net, "-device", nic,
+                "-chardev", f"socket,path={self.qga_socket},server=on,wait=off,id=qga0",
+                "-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"]
+        if self.kernel:
+            argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append or ""]
+        log.info("$ %s", " ".join(argv))
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.workdir / f"{self.name}.qemu.log", "wb"),
+                                     start_new_session=True)
+
+    def stop(self) -> None:
+        """Power off: kill the QEMU process we started, by its PID."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.console_text()
+            if needle in text:
+                return text
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BuilderError(f"{self.name}: QEMU exited ({self.proc.returncode}) before '{needle}'")
+            time.sleep(1)
+        raise BuilderError(f"{self.name}: no '{needle}' on the console after {timeout:.0f} s")
+
+    # -- qemu-guest-agent -------------------------------------------------------------
+
+    def _qga(self, command: dict[str, object], timeout: float = 10) -> object:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.qga_socket))
+            sync_id = int(time.monotonic() * 1000) % 2**31
+            s.sendall(json.dumps({"execute": "guest-sync", "arguments": {"id": sync_id}}).encode() + b"\n")
+            s.sendall(json.dumps(command).encode() + b"\n")
+            buf = b""
+            replies: list[dict[str, Any]] = []
+            while len(replies) < 2:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("guest agent closed the channel")
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        replies.append(json.loads(line))
+        reply = replies[-1]
+        if "error" in reply:
+            raise BuilderError(f"{self.name}: guest agent: {reply['error'].get('desc')}")
+        return reply["return"]
+
+    def wait_agent(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BuilderError(f"{self.name}: QEMU exited ({self.proc.returncode})")
+            try:
+                self._qga({"execute": "guest-ping"}, timeout=5)
+                return
+            except (OSError, ValueError, BuilderError):
+                time.sleep(2)
+        raise BuilderError(f"{self.name}: the guest agent did not answer within {timeout:.0f} s")
+
+    def sh(self, script: str, timeout: float = 60) -> GuestResult:
+        """Run a shell script inside the guest as root."""
+        ret = self._qga({"execute": "guest-exec", "arguments": {
+            "path": "/bin/sh", "arg": ["-c", script], "capture-output": True}})
+        assert isinstance(ret, dict)
+        pid = ret["pid"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self._qga({"execute": "guest-exec-status", "arguments": {"pid": pid}})
+            assert isinstance(st, dict)
+            if st.get("exited"):
+                out, err = (base64.b64decode(st.get(k, "")).decode(errors="replace") for k in ("out-data", "err-data"))
+                return GuestResult(st.get("exitcode", -1), out, err)
+            time.sleep(0.5)
+        raise BuilderError(f"{self.name}: '{script}' did not finish within {timeout:.0f} s")

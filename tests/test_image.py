@@ -1,0 +1,148 @@
+"""Role images built with diskimage-builder, booted under QEMU (software emulation), checked
+from inside the guest through qemu-guest-agent. The VMs' NICs sit on an empty QEMU hub: no
+packet leaves them. Every VM is stopped by PID, also when a check fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from builder import image, spec
+from builder.cli import cli
+from builder.errors import ToolError
+from builder.model import Role
+from builder.qemu import Vm
+
+from .conftest import need_tool
+
+pytestmark = pytest.mark.slow
+
+BOOT_TIMEOUT = 600  # software emulation on a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0:
+        pytest.fail("image builds need root (loop devices, chroot)")
+    for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap"):
+        need_tool(tool)
+    out = tmp_path_factory.mktemp("images")
+    env = {"XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg"))}
+    for role in ("director", "realserver"):
+        r = CliRunner().invoke(cli, ["build-image", role, "--out", str(out)], env=env)
+        assert r.exit_code == 0, r.output
+        assert f"built {out}/lvs-{role}-trixie.qcow2" in r.stdout
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
+        "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2", "lvs-director-trixie.vmlinuz",
+        "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd", "lvs-realserver-trixie.qcow2",
+        "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
+    return out
+
+
+@pytest.fixture
+def vm_factory(tmp_path: Path) -> Iterator[list[Vm]]:
+    vms: list[Vm] = []
+    yield vms
+    for vm in vms:
+        vm.stop()
+
+
+def boot(vms: list[Vm], tmp_path: Path, images: Path, role: str, *, mac: str,
+         node: str | None = None) -> Vm:
+    name = f"lvs-{role}-trixie"
+    vm = Vm(name=f"{role}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=tmp_path, mac=mac)
+    if node is not None:  # identity from the kernel command line: boot the image's kernel directly
+        vm.kernel, vm.initrd = images / f"{name}.vmlinuz", images / f"{name}.initrd"
+        vm.append = f"root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 net.ifnames=0 lvs.node={node}"
+    vms.append(vm)
+    start = time.monotonic()
+    vm.start()
+    vm.wait_agent(BOOT_TIMEOUT)
+    state = vm.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
+    print(f"{vm.name}: {state} after {time.monotonic() - start:.0f} s under emulation")
+    return vm
+
+
+def facts(vm: Vm, script: str) -> dict[str, str]:
+    r = vm.sh(script)
+    assert r.exitcode == 0, r.stderr
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+    vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:00:01:04")
+    f = facts(vm, r"""
+        echo hostname=$(hostname)
+        echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
+        echo ip_vs=$(awk '$1 ~ /^ip_vs/ {print $1}' /proc/modules | sort | tr '\n' ' ')
+        echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+        echo heartbeat=$(systemctl is-enabled heartbeat.service)
+        echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
+        echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
+        echo hafiles=$(cd /etc/ha.d && ls ha.cf haresources ldirectord.cf resource.d/LVSSyncDaemonSwap | wc -l)
+    """)
+    assert f["hostname"] == "loadb2"
+    assert f["address"] == "192.168.1.104/24"
+    assert set(f["ip_vs"].split()) >= {"ip_vs", "ip_vs_rr", "ip_vs_wlc", "ip_vs_ftp", "ip_vs_sh"}
+    assert f["ip_forward"] == "1"
+    assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "disabled")
+    assert f["authkeys"] == "600 root:root"
+    assert f["hafiles"] == "4"
+    assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
+        in vm.console_text()
+
+
+def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
+        images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+    # The MAC is webserver1's, but lvs.node= on the command line comes first.
+    vm = boot(vm_factory, tmp_path, images, "realserver", mac="52:54:00:00:01:01", node="webserver2")
+    f = facts(vm, r"""
+        echo hostname=$(hostname)
+        echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
+        echo vip=$(ip -4 -o address show dev lo | awk '{print $4}' | grep -x 192.168.1.105/32)
+        echo arp=$(sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce \
+                   net.ipv4.conf.eth0.arp_ignore net.ipv4.conf.eth0.arp_announce | tr '\n' ' ')
+        get() { bash -c "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET $1 HTTP/1.0\r\n\r\n' >&3; cat <&3"; }
+        echo check=$(get /ldirector.html | tail -n 1)
+        echo index=$(get / | grep -o 'real server [a-z0-9]*')
+    """)
+    assert f["hostname"] == "webserver2"
+    assert f["address"] == "192.168.1.102/24"
+    assert f["vip"] == "192.168.1.105/32"
+    assert f["arp"].split() == ["1", "2", "1", "2"]
+    assert f["check"] == "Test Page"
+    assert f["index"] == "real server webserver2"
+
+
+def test_a_machine_with_no_identity_stays_out(images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+    vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:99:99:99")
+    console = vm.console_text()
+    assert "no lvs.node= on the kernel command line, no MAC of this machine (52:54:00:99:99:99 ) in the spec" \
+        in console
+    assert "this machine stays out of the reference cluster" in console
+    f = facts(vm, """
+        echo heartbeat=$(systemctl is-active heartbeat.service || true)
+        echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
+    """)
+    assert f["heartbeat"] == "inactive"
+    assert f["address"] == ""
+
+
+def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_path: Path) -> None:
+    cluster, _ = spec.load(None)
+    out = tmp_path / "out"
+    wrong_deb = images / "lvs-realserver_1.0_all.deb"  # the director element refuses it
+    with pytest.raises(ToolError) as err:
+        image.build(cluster, Role.DIRECTOR, wrong_deb, out, image.ImageFormat.QCOW2)
+    assert err.value.cmd.startswith("disk-image-create (failed in extra-data.d/50-lvs-director-deb; full log: ")
+    assert "is not an lvs-director package" in err.value.tail
+    assert [p.name for p in out.iterdir()] == ["lvs-director-trixie.qcow2.log"]
+    leftovers = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                               capture_output=True, text=True).stdout + Path("/proc/self/mounts").read_text()
+    assert "dib_image." not in leftovers and "dib_build." not in leftovers
