@@ -79,6 +79,9 @@ def dib_environment(cluster: Cluster, role: Role, deb: Path) -> dict[str, str]:
         "DIB_RELEASE": cluster.release.value,  # explicit: the mirror's `stable` moves
         "DIB_APT_SOURCES_CONF": apt_sources(cluster.release.value),
         "DIB_IMAGE_CACHE": str(cache_dir()),
+        # Keep and reuse the bootstrapped base; install.d/00-up-to-date still upgrades it.
+        "DIB_DEBOOTSTRAP_CACHE": "1",
+        "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "1",
         "ELEMENTS_PATH": str(data_root() / "elements"),
         f"DIB_LVS_{role.value.upper()}_DEB": str(deb.resolve()),
     }
