@@ -93,13 +93,18 @@ def dib_environment(cluster: Cluster, role: Role, deb: Path) -> dict[str, str]:
     return env
 
 
+def disk_image_create() -> Path:
+    """diskimage-builder's entry point: beside our Python (a venv), else on PATH."""
+    beside = Path(sys.executable).parent / "disk-image-create"
+    return beside if beside.exists() else Path(require("disk-image-create", "pip install diskimage-builder"))
+
+
 def check_tools() -> None:
     """Fail before anything is built if a tool the image build needs is missing."""
     for tool, pkg in (("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
                       ("losetup", "mount"), ("sudo", "sudo")):
         require(tool, pkg)
-    if not (Path(sys.executable).parent / "disk-image-create").exists():
-        require("disk-image-create", "pip install diskimage-builder")
+    disk_image_create()
 
 
 def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
@@ -107,9 +112,7 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
     """Build the role image into out/, atomically; the full log goes to out/<name>.log."""
     check_tools()
     env = dib_environment(cluster, role, deb)
-    dib = Path(sys.executable).parent / "disk-image-create"
-    if not dib.exists():
-        dib = Path(require("disk-image-create", None))
+    dib = disk_image_create()
     name = image_name(cluster, role)
     out.mkdir(parents=True, exist_ok=True)
     log = out / f"{name}.{fmt.value}.log"
