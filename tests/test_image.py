@@ -5,6 +5,7 @@ packet leaves them. Every VM is stopped by PID, also when a check fails."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -99,6 +100,24 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     assert f["hafiles"] == "4"
     assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
         in vm.console_text()
+
+    # Alone, the director takes over after initdead: heartbeat starts the tutorial's resources in
+    # order (ldirectord, LVSSyncDaemonSwap master, IPaddr2), so the VIP comes last.
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while "192.168.1.105/24" not in vm.sh("ip -4 -o address show dev eth0").stdout:
+        assert time.monotonic() < deadline, "heartbeat never took the VIP"
+        time.sleep(5)
+    swap = "/etc/ha.d/resource.d/LVSSyncDaemonSwap"
+    r = vm.sh(f"{swap} master status; {swap} master stop; {swap} master status; {swap} backup status; "
+              "ldirectord ldirectord.cf status 2>&1; ipvsadm -L -n")
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(r"master running \(ipvs_syncmaster pid: \d+\)", lines[0]), r.stdout
+    assert lines[1] == "master stopped"
+    assert re.fullmatch(r"backup running \(ipvs_syncbackup pid: \d+\)", lines[2]), r.stdout
+    assert re.search(r"ldirectord for /etc/ha.d/ldirectord.cf is running with pid: \d+", lines[3])
+    assert re.search(r"TCP\s+192\.168\.1\.105:80 rr", r.stdout)
+    for real in ("192.168.1.101:80", "192.168.1.102:80", "127.0.0.1:80"):  # no web servers here: quiesced
+        assert re.search(rf"->\s+{re.escape(real)}\s+Route", r.stdout), r.stdout
 
 
 def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
