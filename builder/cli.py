@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, image, pipeline, spec
+from . import __version__, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Release, Role
@@ -71,12 +71,6 @@ class Command(click.Command):
 
 class Group(click.Group):
     command_class = Command
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BuilderError as e:
-            _fail(e)
 
 
 @click.group(cls=Group)
@@ -143,68 +137,56 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
     click.echo(f"{len(changes) - same} changed, {same} unchanged" + (" (dry run)" if dry_run else ""))
 
 
-def _build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
-               authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
+@click.command("build-deb", cls=Command)
+@click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=ROLE)
+@spec_option
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
+@click.option("--release", type=RELEASE, help="override the spec's Debian release")
+@authkey_option
+@weak_option
+@click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
+def build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
+              authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
+    """Build the role meta-package(s) lvs-director / lvs-realserver."""
     loaded = _load(spec_path, release, allow_weak_auth)
     for built, verdict in pipeline.build_debs(loaded, [Role(r) for r in roles], out,
                                               authkey_file=authkey_file, lint=lint):
         click.echo(f"built {built.path}" + (" (lintian clean)" if verdict is not None else ""))
 
 
-def build_deb_command(name: str) -> click.Command:
-    @click.command(name=name, cls=Command)
-    @click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=ROLE)
-    @spec_option
-    @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"),
-                  show_default=True)
-    @click.option("--release", type=RELEASE, help="override the spec's Debian release")
-    @authkey_option
-    @weak_option
-    @click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
-    def command(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
-                authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
-        """Build the role meta-package(s) lvs-director / lvs-realserver."""
-        _build_deb(roles, spec_path, out, release, authkey_file, allow_weak_auth, lint)
-
-    return command
+cli.add_command(build_deb)
 
 
-cli.add_command(build_deb_command("build-deb"))
-
-
-def build_image_command(name: str) -> click.Command:
-    @click.command(name=name, cls=Command)
-    @click.argument("role", type=ROLE)
-    @spec_option
-    @click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
-                  show_default=True)
-    @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"),
-                  show_default=True)
-    @click.option("--release", type=RELEASE, help="override the spec's Debian release")
-    @authkey_option
-    @weak_option
-    def command(role: str, spec_path: Path | None, fmt: str, out: Path, release: str | None,
+@click.command("build-image", cls=Command)
+@click.argument("role", type=ROLE)
+@spec_option
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
+@click.option("--release", type=RELEASE, help="override the spec's Debian release")
+@authkey_option
+@weak_option
+def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release: str | None,
                 authkey_file: Path | None, allow_weak_auth: bool) -> None:
-        """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
-        loaded = _load(spec_path, release, allow_weak_auth)
-        image.check_tools()
-        [(built_deb, _)] = pipeline.build_debs(loaded, [Role(role)], out, authkey_file=authkey_file)
-        click.echo(f"built {built_deb.path}")
-        name = image_name(loaded.cluster, Role(role))
-        click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
-        start = time.monotonic()
+    """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
+    loaded = _load(spec_path, release, allow_weak_auth)
+    name = image_name(loaded.cluster, Role(role))
+    start = time.monotonic()
+    started: list[str] = []
 
-        def progress(step: str) -> None:
-            click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
+    def progress(step: str) -> None:
+        if not started:  # the first step: tools checked, the .deb built, the log open
+            started.append(step)
+            click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
+        click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
 
-        built = image.build(loaded.cluster, Role(role), built_deb.path, out, ImageFormat(fmt), on_step=progress)
-        click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
-                   f"kernel {built.kernel.name}, initrd {built.initrd.name}")
+    built_deb, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
+                                            authkey_file=authkey_file, on_step=progress)
+    click.echo(f"built {built_deb.path}")
+    click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
+               f"kernel {built.kernel.name}, initrd {built.initrd.name}")
 
-    return command
 
-
-build_image = build_image_command("build-image")
 cli.add_command(build_image)
 
 
@@ -213,7 +195,7 @@ def main() -> None:
 
 
 def build_deb_main() -> None:
-    build_deb_command("build-deb")(prog_name="build-deb")
+    build_deb(prog_name="build-deb")
 
 
 def build_image_main() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import authkey, deb, model, spec
+from . import authkey, deb, image, model, spec
 from .errors import Problem
 from .model import Cluster, Release, Role
 from .render import FileSpec, render
@@ -57,6 +58,15 @@ def build_debs(loaded: Loaded, roles: list[Role], out: Path, *, authkey_file: Pa
         verdict = deb.lintian(built.path) if lint else None
         results.append((built, verdict))
     return results
+
+
+def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
+                authkey_file: Path | None = None,
+                on_step: Callable[[str], None] = lambda s: None) -> tuple[deb.BuiltDeb, image.BuiltImage]:
+    """The role's .deb, then its image from that .deb; tools are checked before either is built."""
+    image.check_tools()
+    [(built_deb, _)] = build_debs(loaded, [role], out, authkey_file=authkey_file)
+    return built_deb, image.build(loaded.cluster, role, built_deb.path, out, fmt, on_step=on_step)
 
 
 def normalized_yaml(cluster: Cluster) -> str:
