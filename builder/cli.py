@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -10,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, pipeline, spec
+from . import __version__, lab, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Release, Role
@@ -188,6 +189,40 @@ def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release:
 
 
 cli.add_command(build_image)
+
+
+@cli.command("lab")
+@spec_option
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True,
+              help="where the role images are (built there first if missing or older than the spec)")
+@click.option("--no-build", is_flag=True, help="never build images; fail if they are missing or stale")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="VM consoles, client log, report; default: IMAGES/lab")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["none", *lab.SCENARIO_KEYS]),
+              help="run only these failure scenarios (repeatable; 'none': only the functional checks)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
+@authkey_option
+@weak_option
+def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
+            as_json: bool, authkey_file: Path | None, allow_weak_auth: bool) -> None:
+    """Boot the cluster in VMs inside a private network namespace and put it through the
+    tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
+    loaded = _load(spec_path, None, allow_weak_auth)
+    start = time.monotonic()
+
+    def progress(msg: str) -> None:
+        click.echo(f"[{time.monotonic() - start:6.1f}s] {msg}", err=True)
+
+    found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress)
+    chosen = [s for s in lab.SCENARIOS if not scenarios or s.key in scenarios]
+    workdir = workdir or images / "lab"
+    report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress)
+    (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    (workdir / "report.md").write_text(report.table() + "\n")
+    click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())
+    if not report.ok:
+        sys.exit(1)
+
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ DEFAULT_EPOCH = 1767225600
 
 DEPENDS = {
     Role.DIRECTOR: ["heartbeat", "ldirectord", "ipvsadm", "iproute2", "kmod", "procps",
-                    "apache2 | httpd", "libnss-myhostname"],
+                    "apache2 | httpd", "libnss-myhostname", "python3"],
     Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps", "libnss-myhostname"],
 }
 CONFLICTS = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import authkey, deb, image, model, spec
-from .errors import Problem
+from .errors import BuilderError, Problem
 from .model import Cluster, Release, Role
 from .render import FileSpec, render
 from .writer import Change, compare, write_tree
@@ -73,3 +73,27 @@ def normalized_yaml(cluster: Cluster) -> str:
     import yaml
 
     return yaml.safe_dump(model.to_data(cluster), sort_keys=False, default_flow_style=False)
+
+
+def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path | None = None,
+               on_step: Callable[[str], None] = lambda s: None) -> dict[Role, Path]:
+    """The role images the lab boots: those in `images` if they were built from the packages this
+    spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
+    import tempfile
+
+    found: dict[Role, Path] = {}
+    for role in (Role.DIRECTOR, Role.REALSERVER):
+        path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"
+        deb_path = images / deb.deb_name(loaded.cluster, role)
+        with tempfile.TemporaryDirectory() as tmp:
+            [(fresh, _)] = build_debs(loaded, [role], Path(tmp), authkey_file=authkey_file)
+            current = (path.exists() and deb_path.exists() and deb_path.read_bytes() == fresh.path.read_bytes()
+                       and path.stat().st_mtime >= deb_path.stat().st_mtime)
+        if not current:
+            if not build:
+                why = "missing" if not path.exists() else "older than the spec"
+                raise BuilderError(f"{path}: {why}; run build-image {role.value} (or lab without --no-build)")
+            on_step(f"building {path.name} (the spec's packages changed or it is missing)")
+            build_image(loaded, role, images, image.ImageFormat.QCOW2, authkey_file=authkey_file, on_step=on_step)
+        found[role] = path
+    return found

@@ -1,0 +1,620 @@
+"""The lab: the cluster a spec describes, booted in VMs inside a private network namespace,
+put through the Ultramonkey tutorial's checks and its five failure tests.
+
+Every director and real server boots from its role image (one copy-on-write overlay each)
+with the MAC the spec gives it (or, if it has none, its name on the kernel command line),
+attached by a tap to one bridge in a namespace of its own. The client is a process in that
+namespace on an address of the spec's subnet that no node uses, requesting the VIP all the
+time. The namespace has no route out; deleting it removes the bridge and taps.
+
+The checks inside the VMs are the director package's own `lvs-cluster-check`, the command an
+operator runs on real directors; the lab reads its JSON. Failure = power loss (the VM's QEMU
+is killed) or, for directors, also a clean `systemctl stop heartbeat`. Times are reported,
+never asserted: under software emulation they are inflated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import importlib.machinery
+import importlib.util
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import data_root
+from .errors import BuilderError
+from .model import Cluster, Node, Role
+from .netns import Netns, remove_stale
+from .qemu import GuestResult, Vm
+from .run import log
+
+MEMORY_MIB = 512
+BOOT_TIMEOUT = 600        # VM start -> guest agent answers, under emulation on 2 loaded cores
+CONVERGE_TIMEOUT = 420    # -> both directors pass lvs-cluster-check and the client is served
+FAILOVER_TIMEOUT = 240    # failure -> detected and served again
+STEADY = 5                # consecutive good answers that count as "served again"
+POLL = 1.0
+
+
+class Failure(enum.Enum):
+    KILL = "kill"   # power loss: the VM's QEMU process is killed
+    STOP = "stop"   # a clean `systemctl stop heartbeat` on the director
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    reals: str                      # which real servers fail: "none", "one", "all"
+    director: Failure | None = None  # how the active director fails, if it does
+
+
+SCENARIOS = (
+    Scenario("1", "one web server fails", "one"),
+    Scenario("2-kill", "the active director fails (power loss)", "none", Failure.KILL),
+    Scenario("2-stop", "the active director fails (heartbeat stopped)", "none", Failure.STOP),
+    Scenario("3-kill", "one web server and the active director fail (power loss)", "one", Failure.KILL),
+    Scenario("3-stop", "one web server fails, the active director's heartbeat stops", "one", Failure.STOP),
+    Scenario("4", "both web servers fail: the active director serves the fallback", "all"),
+    Scenario("5-kill", "both web servers and the active director fail (power loss)", "all", Failure.KILL),
+    Scenario("5-stop", "both web servers fail, the active director's heartbeat stops", "all", Failure.STOP),
+)
+SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
+
+
+@dataclass
+class Row:
+    """One line of the report: a functional check or a scenario."""
+    kind: str                       # "check" | "scenario"
+    key: str
+    title: str
+    ok: bool
+    detail: str = ""
+    detected_s: float | None = None
+    detected: dict[str, float] = field(default_factory=dict)
+    served_again_s: float | None = None
+    sent: int | None = None
+    failed: int | None = None
+    vip_at_end: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class Report:
+    cluster: str
+    release: str
+    rows: list[Row] = field(default_factory=list)
+    boot_s: float | None = None        # VMs started -> every guest agent answers
+    serving_s: float | None = None     # VMs started -> the first answer through the VIP
+    healthy_s: float | None = None     # VMs started -> every check passes
+    total_s: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.rows) and all(r.ok for r in self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(dataclasses.asdict(self), ok=self.ok)
+
+    def table(self) -> str:
+        def num(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        lines = [
+            f"lab: cluster {self.cluster} ({self.release}); VMs up in {num(self.boot_s)} s, VIP served after "
+            f"{num(self.serving_s)} s, all checks passed after {num(self.healthy_s)} s; total {num(self.total_s)} s",
+            "",
+            "| # | check / scenario | result | detected (s) | served again (s) | requests sent / failed "
+            "| VIP at end | details |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            reqs = "-" if r.sent is None else f"{r.sent} / {r.failed}"
+            lines.append(f"| {r.key} | {r.title} | {'pass' if r.ok else 'FAIL'} | {num(r.detected_s)} | "
+                         f"{num(r.served_again_s)} | {reqs} | {r.vip_at_end or '-'} | {r.detail} |")
+        if self.error:
+            lines += ["", f"lab stopped: {self.error}"]
+        lines += ["", "lab: all checks and scenarios passed" if self.ok else "lab: FAILED"]
+        return "\n".join(lines)
+
+
+# -- the check command shipped in the director package, read by the lab too ---------------
+
+def cluster_check_module() -> ModuleType:
+    """lvs-cluster-check as the director package ships it; the lab parses tables with it."""
+    path = data_root() / "overlays" / "director" / "usr" / "sbin" / "lvs-cluster-check"
+    loader = importlib.machinery.SourceFileLoader("lvs_cluster_check", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+# -- client log ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    t0: float
+    t1: float
+    ok: bool
+    who: str | None
+    error: str | None
+
+
+def read_answers(path: Path) -> list[Answer]:
+    out = []
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        out.append(Answer(d["t0"], d["t1"], d["ok"], d.get("who"), d.get("error")))
+    return out
+
+
+def served_again(answers: list[Answer], since: float, expected: set[str], steady: int = STEADY) -> float | None:
+    """When the VIP served again after `since`: the end of the first answer of the first run of
+    `steady` good answers from `expected` servers after the last bad one; None if no such run."""
+    window = [a for a in answers if a.t0 >= since]
+    run: list[Answer] = []
+    for a in window:
+        if a.ok and a.who in expected:
+            run.append(a)
+            if len(run) >= steady:
+                return run[0].t1
+        else:
+            run = []
+    return None
+
+
+def in_turn(answers: list[Answer], reals: list[str]) -> bool:
+    """Every real server answers, one after the other (round robin seen from one client)."""
+    if len(answers) < 2 * len(reals) or not all(a.ok for a in answers):
+        return False
+    whos = [a.who for a in answers]
+    if set(whos) != set(reals):
+        return False
+    return len(reals) < 2 or all(x != y for x, y in zip(whos, whos[1:], strict=False))
+
+
+# -- the lab -----------------------------------------------------------------------------
+
+@dataclass
+class LabNode:
+    node: Node
+    role: Role
+    vm: Vm
+
+
+def client_address(cluster: Cluster) -> IPv4Interface:
+    """The highest address of the spec's subnet that no node, VIP or gateway uses."""
+    used = {n.address for n in (*cluster.directors, *cluster.real_servers)} | set(cluster.vips)
+    if cluster.network.gateway:
+        used.add(cluster.network.gateway)
+    for host in reversed(list(cluster.subnet.hosts())):
+        if host not in used:
+            return IPv4Interface(f"{host}/{cluster.subnet.prefixlen}")
+    raise BuilderError(f"network: no free address in {cluster.subnet} for the lab's client")
+
+
+def lab_mac(index: int) -> str:
+    return f"52:54:00:1a:b0:{index:02x}"
+
+
+class Lab:
+    def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path,
+                 progress: Callable[[str], None] = lambda s: None) -> None:
+        self.cluster = cluster
+        self.images = images
+        self.workdir = workdir
+        self.progress = progress
+        self.netns = Netns.for_this_process(client_address(cluster))
+        self.client: subprocess.Popen[bytes] | None = None
+        self.client_log = workdir / "client.jsonl"
+        self.check = cluster_check_module()
+        self.nodes: list[LabNode] = []
+        self.start = time.monotonic()
+        for i, (node, role) in enumerate([*((d, Role.DIRECTOR) for d in cluster.directors),
+                                          *((r, Role.REALSERVER) for r in cluster.real_servers)]):
+            image = images[role]
+            vm = Vm(name=node.name, image=image, workdir=workdir, mac=node.mac or lab_mac(i),
+                    memory_mib=MEMORY_MIB, tap=f"tap{i}", netns=self.netns.name)
+            if node.mac is None:  # identity from the kernel command line, as a PXE entry gives it
+                stem = image.with_suffix("")
+                vm.kernel, vm.initrd = stem.with_suffix(".vmlinuz"), stem.with_suffix(".initrd")
+                vm.append = (f"root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 net.ifnames=0 "
+                             f"lvs.node={node.name}")
+            self.nodes.append(LabNode(node, role, vm))
+
+    # -- set-up and tear-down ---------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        for name in remove_stale():
+            self.progress(f"removed {name}, left behind by a lab that was killed")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for stale in self.workdir.iterdir():
+            if stale.is_file():
+                stale.unlink()
+        self.netns.create()
+        for n in self.nodes:
+            assert n.vm.tap is not None
+            self.netns.add_tap(n.vm.tap)
+        self.progress(f"network namespace {self.netns.name}: bridge, {len(self.nodes)} taps, "
+                      f"client {self.netns.host}, no route out")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None and self.client.poll() is None:
+            self.client.send_signal(signal.SIGTERM)
+            try:
+                self.client.wait(5)
+            except subprocess.TimeoutExpired:
+                self.client.kill()
+                self.client.wait()
+        for n in self.nodes:
+            n.vm.stop()
+        self.netns.delete()
+        for overlay in self.workdir.glob("*.qcow2"):
+            overlay.unlink()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @property
+    def directors(self) -> list[LabNode]:
+        return [n for n in self.nodes if n.role is Role.DIRECTOR]
+
+    @property
+    def reals(self) -> list[LabNode]:
+        return [n for n in self.nodes if n.role is Role.REALSERVER]
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def sh(self, n: LabNode, script: str, timeout: float = 60) -> GuestResult | None:
+        """A command in a VM, or None if the VM or its agent is not there."""
+        if not n.vm.running:
+            return None
+        try:
+            return n.vm.sh(script, timeout=timeout)
+        except (OSError, ValueError, BuilderError) as e:
+            log.info("%s: %s", n.node.name, e)
+            return None
+
+    def cluster_check(self, n: LabNode) -> dict[str, Any] | None:
+        r = self.sh(n, "lvs-cluster-check --json", timeout=120)
+        if r is None or r.exitcode not in (0, 1):
+            return None
+        try:
+            result: dict[str, Any] = json.loads(r.stdout)
+        except ValueError:
+            return None
+        return result
+
+    def answers(self, since: float = 0.0) -> list[Answer]:
+        return [a for a in read_answers(self.client_log) if a.t0 >= since]
+
+    def vip_holder(self) -> LabNode | None:
+        vip = str(self.cluster.vips[0])
+        for d in self.directors:
+            r = self.sh(d, f"ip -4 -o address show dev {self.cluster.interface_of(d.node)}")
+            if r is not None and f" {vip}/" in r.stdout:
+                return d
+        return None
+
+    # -- boot -------------------------------------------------------------------------
+
+    def boot(self, report: Report) -> None:
+        self.progress("booting " + ", ".join(f"{n.node.name} ({n.role.value})" for n in self.nodes)
+                      + " under QEMU (software emulation)")
+        t = time.monotonic()
+        for n in self.nodes:  # from this thread: a VM dies with the thread that started it
+            n.vm.start()
+        self._start_client()
+        for n in self.nodes:
+            n.vm.wait_agent(BOOT_TIMEOUT - (time.monotonic() - t))
+            self.progress(f"{n.node.name} is up (guest agent answers)")
+        report.boot_s = time.monotonic() - t
+
+    def _start_client(self) -> None:
+        vs = self.cluster.virtual_services[0]
+        argv = self.netns.argv([sys.executable, "-m", "builder.labclient", "--host", str(vs.address),
+                                "--port", str(vs.port or 80), "--out", str(self.client_log),
+                                "--fallback-marker", "Service degraded"])
+        log.info("$ %s", " ".join(argv))
+        err = open(self.workdir / "client.log", "ab")
+        with err:
+            self.client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+
+    # -- convergence --------------------------------------------------------------------
+
+    def converge(self, expect_active: LabNode | None, timeout: float = CONVERGE_TIMEOUT,
+                 ) -> tuple[bool, dict[str, dict[str, Any] | None], list[Answer], str]:
+        """Wait until both directors pass lvs-cluster-check (one active, one standby, the
+        expected one active) and the client is answered by every real server in turn."""
+        deadline = time.monotonic() + timeout
+        reals = [n.node.name for n in self.reals]
+        checks: dict[str, dict[str, Any] | None] = {}
+        why = "not checked"
+        while True:
+            for n in self.nodes:
+                if n.vm.running:
+                    with contextlib.suppress(BuilderError):
+                        n.vm.wait_agent(max(1.0, deadline - time.monotonic()))
+            checks = {d.node.name: self.cluster_check(d) for d in self.directors}
+            roles = {name: (c or {}).get("role") for name, c in checks.items()}
+            failing = [f"{name}: {row['check']}: {row['observed']}" for name, c in checks.items() if c
+                       for row in c["checks"] if not row["ok"]]
+            if any(c is None for c in checks.values()):
+                why = "lvs-cluster-check gave no answer on " + ", ".join(k for k, c in checks.items() if c is None)
+            elif sorted(roles.values()) != ["active", "standby"]:
+                why = "roles " + ", ".join(f"{k} {v}" for k, v in roles.items())
+            elif expect_active is not None and roles[expect_active.node.name] != "active":
+                why = f"the VIP moved away from {expect_active.node.name}"
+            elif failing:
+                why = failing[0]
+            else:
+                since = time.monotonic()
+                sample: list[Answer] = []
+                while time.monotonic() < min(deadline, since + 30):
+                    sample = self.answers(since)
+                    if len(sample) >= 2 * len(reals) or any(not a.ok for a in sample):
+                        break
+                    time.sleep(POLL)
+                sample = sample[: 2 * len(reals)]
+                if in_turn(sample, reals):
+                    return True, checks, sample, ""
+                why = "client answers: " + ", ".join(a.who or a.error or "?" for a in sample)
+            if time.monotonic() >= deadline:
+                return False, checks, [], why
+            self.progress(f"waiting for the cluster: {why}")
+            time.sleep(3 * POLL)
+
+    # -- the tutorial's functional checks -------------------------------------------------
+
+    def functional_checks(self, report: Report) -> LabNode | None:
+        ok, checks, sample, why = self.converge(None)
+        if ok:
+            report.healthy_s = self.now()
+        first = next((a for a in read_answers(self.client_log) if a.ok), None)
+        if first is not None:
+            report.serving_s = first.t1 - self.start
+        groups = [
+            ("a", "the active director holds the VIP, the standby does not", ("VIP ", "role")),
+            ("b", "ldirectord ldirectord.cf status: running on the active only", ("ldirectord ",)),
+            ("c", "ipvsadm -L -n on the active: the service, its scheduler, every real (Route), fallback",
+             ("ipvsadm",)),
+            ("d", "LVSSyncDaemonSwap master status: master running on the active only", ("LVSSyncDaemonSwap",)),
+            ("e", "heartbeat runs on both directors and each sees the other", ("heartbeat", "peer ", "node name")),
+        ]
+        for key, title, prefixes in groups:
+            rows_ok = True
+            details = []
+            for name, c in checks.items():
+                if c is None:
+                    rows_ok = False
+                    details.append(f"{name}: no answer")
+                    continue
+                mine = [r for r in c["checks"] if r["check"].startswith(prefixes)]
+                rows_ok = rows_ok and bool(mine) and all(r["ok"] for r in mine)
+                shown = [r for r in mine if not r["ok"]] or mine
+                details.append(f"{name} ({c['role']}): " + "; ".join(
+                    r["observed"] if r["ok"] else f"{r['check']}: {r['observed']} (expected {r['expected']})"
+                    for r in shown[:3]))
+            report.rows.append(Row("check", key, title, rows_ok, " · ".join(details)))
+        reals = [n.node.name for n in self.reals]
+        whos = " ".join(a.who or "x" for a in sample)
+        report.rows.append(Row("check", "f", "requests to the VIP are answered by each real server in turn",
+                               in_turn(sample, reals), whos or why))
+        if not ok:
+            report.error = f"the cluster did not become healthy within {CONVERGE_TIMEOUT} s: {why}"
+            return None
+        return self.vip_holder()
+
+    # -- failure scenarios ----------------------------------------------------------------
+
+    def scenario(self, sc: Scenario, active: LabNode) -> tuple[Row, LabNode | None]:
+        """Run one scenario from a healthy cluster; return its row and the director that holds
+        the VIP afterwards (None if the cluster did not converge again)."""
+        standby = next(d for d in self.directors if d is not active)
+        failed_reals = {"none": [], "one": self.reals[:1], "all": self.reals}[sc.reals]
+        survivor = standby if sc.director else active
+        expected = ({"fallback"} if sc.reals == "all" else
+                    {n.node.name for n in self.reals if n not in failed_reals})
+        row = Row("scenario", sc.key, sc.title, False)
+        self.progress(f"scenario {sc.key}: {sc.title}")
+
+        t_fail = time.monotonic()
+        for n in failed_reals:
+            n.vm.stop()
+        if sc.director is Failure.KILL:
+            active.vm.stop()
+        elif sc.director is Failure.STOP:
+            r = self.sh(active, "systemctl --no-block stop heartbeat.service")
+            if r is None or r.exitcode != 0:
+                row.detail = f"systemctl stop heartbeat on {active.node.name} failed"
+        pending = {n.node.name for n in failed_reals} | ({active.node.name} if sc.director else set())
+        served: float | None = None
+        deadline = t_fail + FAILOVER_TIMEOUT
+        while (pending or served is None) and time.monotonic() < deadline:
+            if pending:
+                self._detect(survivor, active if sc.director else None, failed_reals, pending, row, t_fail)
+            if served is None:
+                served = served_again(self.answers(t_fail), t_fail, expected)
+            time.sleep(POLL)
+        row.detected_s = max(row.detected.values()) if row.detected else None
+        row.served_again_s = None if served is None else served - t_fail
+        problems = []
+        if pending:
+            problems.append("not detected: " + ", ".join(sorted(pending)))
+        if served is None:
+            problems.append("the VIP was not served again by " + ", ".join(sorted(expected)))
+        else:
+            problems += self._degraded_state(survivor, standby if not sc.director else None, failed_reals)
+        t_restore = time.monotonic()
+
+        # Restore: power the killed machines on again, restart the stopped heartbeat.
+        for n in failed_reals:
+            n.vm.start()
+        if sc.director is Failure.KILL:
+            active.vm.start()
+        elif sc.director is Failure.STOP:
+            self.sh(active, "systemctl start heartbeat.service", timeout=120)
+        ok, _, _, why = self.converge(survivor)
+        if not ok:
+            problems.append(f"did not converge again within {CONVERGE_TIMEOUT} s: {why}")
+        t_end = time.monotonic()
+        holder = self.vip_holder()
+        window = self.answers(t_fail)
+        window = [a for a in window if a.t0 < t_end]
+        row.sent, row.failed = len(window), sum(not a.ok for a in window)
+        during_restore = sum(not a.ok for a in window if a.t0 >= t_restore)
+        if during_restore:
+            problems.append(f"{during_restore} requests failed while the failed machines came back")
+        row.vip_at_end = holder.node.name if holder else None
+        if holder is not survivor and ok:
+            problems.append(f"the VIP is on {row.vip_at_end}, not {survivor.node.name}")
+        row.seconds = t_end - t_fail
+        row.ok = not problems and not row.detail
+        row.detail = "; ".join(filter(None, [row.detail, *problems])) or self._summary(failed_reals, sc, active)
+        return row, (holder if ok else None)
+
+    def _summary(self, failed_reals: list[LabNode], sc: Scenario, active: LabNode) -> str:
+        parts = [f"{n.node.name} killed" for n in failed_reals]
+        if sc.director:
+            parts.append(f"{active.node.name} {'killed' if sc.director is Failure.KILL else 'heartbeat stopped'}")
+        return ", ".join(parts) + "; restored, converged"
+
+    def _detect(self, survivor: LabNode, dead_director: LabNode | None, failed_reals: list[LabNode],
+                pending: set[str], row: Row, t_fail: float) -> None:
+        """One poll of the survivor: has heartbeat declared the peer dead, has ldirectord taken
+        the failed real servers out (weight 0 or gone) of a live IPVS table?"""
+        script = "ipvsadm -L -n"
+        if dead_director is not None:
+            script = f"cl_status nodestatus {dead_director.node.name} 2>&1; echo ---; " + script
+        r = self.sh(survivor, script, timeout=30)
+        if r is None:
+            return
+        now = time.monotonic() - t_fail
+        status, _, table_text = r.stdout.rpartition("---\n") if dead_director else ("", "", r.stdout)
+        if dead_director is not None and dead_director.node.name in pending and status.strip() == "dead":
+            row.detected[dead_director.node.name] = now
+            pending.discard(dead_director.node.name)
+        table = self.check.parse_ipvsadm(table_text)
+        for n in failed_reals:
+            if n.node.name not in pending:
+                continue
+            for service in table.values():
+                listed = [k for k in service["reals"] if k.split(":")[0] == str(n.node.address)]
+                if not listed or all(service["reals"][k]["weight"] == 0 for k in listed):
+                    row.detected[n.node.name] = now
+                    pending.discard(n.node.name)
+                    break
+
+    def _degraded_state(self, survivor: LabNode, standby: LabNode | None, failed_reals: list[LabNode]) -> list[str]:
+        """What lvs-cluster-check says of the directors while machines are down."""
+        problems = []
+        c = self.cluster_check(survivor)
+        if c is None:
+            return [f"lvs-cluster-check gave no answer on {survivor.node.name}"]
+        if c["role"] != "active":
+            problems.append(f"{survivor.node.name} is {c['role']}, not active")
+        for row in c["checks"]:
+            if row["check"].startswith(("VIP ", "ldirectord ", "LVSSyncDaemonSwap", "ipvsadm: TCP",
+                                        "ipvsadm: UDP", "ipvsadm: FWM")) and not row["ok"]:
+                problems.append(f"{survivor.node.name}: {row['check']}: {row['observed']}")
+        failed = {str(n.node.address) for n in failed_reals}
+        serving = False
+        for service in c["ipvs"].values():
+            for address, real in service["reals"].items():
+                host = address.split(":")[0]
+                if host in failed and real["weight"] > 0:
+                    problems.append(f"{survivor.node.name}: ipvsadm still sends to {address}")
+                if host not in failed and host != "127.0.0.1":
+                    serving = serving or real["weight"] > 0
+        fallback_rows = [r for r in c["checks"] if r["check"].startswith("ipvsadm: fallback")]
+        problems += [f"{survivor.node.name}: {r['check']}: {r['observed']} (expected {r['expected']})"
+                     for r in fallback_rows if not r["ok"]]
+        if len(failed_reals) < len(self.reals) and not serving:
+            problems.append(f"{survivor.node.name}: no surviving real server has weight")
+        if standby is not None:  # no director failed: the standby stays a standby
+            s = self.cluster_check(standby)
+            if s is None:
+                problems.append(f"lvs-cluster-check gave no answer on {standby.node.name}")
+            else:
+                problems += [f"{standby.node.name}: {r['check']}: {r['observed']}" for r in s["checks"]
+                             if not r["ok"] and not r["check"].startswith("ipvsadm")]
+        return problems
+
+    # -- everything ---------------------------------------------------------------------
+
+    def run(self, scenarios: list[Scenario], report: Report) -> None:
+        self.boot(report)
+        active = self.functional_checks(report)
+        if active is None:
+            return
+        self.progress(f"healthy: {active.node.name} holds the VIP; functional checks "
+                      + ("passed" if all(r.ok for r in report.rows) else "FAILED"))
+        for sc in scenarios:
+            row, holder = self.scenario(sc, active)
+            report.rows.append(row)
+            self.progress(f"scenario {sc.key}: {'pass' if row.ok else 'FAIL'} ({row.detail})")
+            if holder is None:
+                report.error = f"scenario {sc.key} left the cluster unhealthy; the remaining scenarios did not run"
+                return
+            active = holder
+
+
+@contextlib.contextmanager
+def interrupts_as_errors() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the lab like Ctrl-C: through the tear-down."""
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
+            progress: Callable[[str], None] = lambda s: None) -> Report:
+    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2")):
+        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            raise BuilderError(f"{tool} not found (apt-get install {pkg})")
+    for role, image in images.items():
+        if not image.exists():
+            raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")
+    report = Report(cluster.name, cluster.release.value)
+    start = time.monotonic()
+    with interrupts_as_errors(), Lab(cluster, images, workdir, progress) as lab:
+        try:
+            lab.run(scenarios, report)
+        except BuilderError as e:
+            report.error = str(e)
+        finally:
+            report.total_s = time.monotonic() - start
+    return report
+

@@ -1,0 +1,98 @@
+"""A private network namespace for the lab: one bridge, a tap per VM, one host address for the
+client, and no route out. Everything the lab puts on the wire stays in here; deleting the
+namespace removes the bridge and the taps with it.
+
+Namespaces are named `lvs-lab-<pid of the lab>`, so one left behind by a lab that was killed
+outright is recognised (its PID is gone) and removed by the next lab, after stopping by PID
+what still runs inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+
+from .run import log, require, run
+
+PREFIX = "lvs-lab-"
+BRIDGE = "br0"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pids_in(name: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def remove_stale() -> list[str]:
+    """Delete lab namespaces whose lab process is gone; stop what still runs in them."""
+    require("ip", "iproute2")
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+    removed = []
+    for line in names:
+        m = re.match(rf"({re.escape(PREFIX)}(\d+))\b", line)
+        if not m or _alive(int(m.group(2))):
+            continue
+        for pid in _pids_in(m.group(1)):
+            log.info("stopping PID %d left in %s", pid, m.group(1))
+            os.kill(pid, signal.SIGKILL)
+        run(["ip", "netns", "delete", m.group(1)])
+        removed.append(m.group(1))
+    return removed
+
+
+@dataclass
+class Netns:
+    name: str
+    host: IPv4Interface
+    created: bool = False
+
+    @classmethod
+    def for_this_process(cls, host: IPv4Interface) -> Netns:
+        return cls(f"{PREFIX}{os.getpid()}", host)
+
+    def create(self) -> None:
+        require("ip", "iproute2")
+        run(["ip", "netns", "add", self.name])
+        self.created = True
+        ip = ["ip", "-n", self.name]
+        run([*ip, "link", "set", "lo", "up"])
+        # No STP, no forwarding delay, no multicast snooping: a hub for heartbeat's bcast/mcast.
+        run([*ip, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0",
+             "mcast_snooping", "0"])
+        run([*ip, "address", "add", str(self.host), "dev", BRIDGE])
+        run([*ip, "link", "set", BRIDGE, "up"])
+
+    def add_tap(self, tap: str) -> None:
+        ip = ["ip", "-n", self.name]
+        run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"])
+        run([*ip, "link", "set", tap, "master", BRIDGE])
+        run([*ip, "link", "set", tap, "up"])
+
+    def argv(self, argv: list[str]) -> list[str]:
+        """A command run inside the namespace (`ip netns exec` execs it: same PID)."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def delete(self) -> None:
+        if self.created:
+            for pid in _pids_in(self.name):
+                log.info("stopping PID %d left in %s", pid, self.name)
+                os.kill(pid, signal.SIGKILL)
+            run(["ip", "netns", "delete", self.name])
+            self.created = False
+
+    def exists(self) -> bool:
+        return self.name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()

@@ -1,0 +1,111 @@
+"""lvs-cluster-check (the director package's check command): how it reads the configuration
+it is shipped with and the tables the tools print. Its verdicts on a running cluster are
+tested where one runs: the image tests and the lab."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from builder import deb, render, spec
+from builder.model import Role
+
+CHECK = "usr/sbin/lvs-cluster-check"
+
+# `ipvsadm -L -n` on an active director of the reference cluster (ipvsadm 1.31).
+IPVSADM_HEALTHY = """\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.1.105:80 rr
+  -> 192.168.1.101:80             Route   1      0          3
+  -> 192.168.1.102:80             Route   1      1          2
+"""
+IPVSADM_DEGRADED = """\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.1.105:80 rr
+  -> 127.0.0.1:80                 Route   1      0          0
+  -> 192.168.1.101:80             Route   0      0          0
+  -> 192.168.1.102:80             Route   0      0          1
+FWM  7 wlc persistent 300
+  -> 192.168.1.102:0              Masq    3      0          0
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path, Path]:
+    """The director package's files of the reference cluster, written under a root; the check
+    command loaded from there (the rendered file is the one a node runs)."""
+    root = tmp_path_factory.mktemp("root")
+    c, _ = spec.load(None)
+    for rel, f in render.render(c, Role.DIRECTOR, "0" * 64, epoch=deb.DEFAULT_EPOCH).items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f.content)
+        p.chmod(f.mode)
+    (root / "etc/ha.d/ldirectord.cf").symlink_to("ldirectord.cf.lvs-director")
+    loader = importlib.machinery.SourceFileLoader("lvs_cluster_check", str(root / CHECK))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module, root / CHECK, root / "etc/ha.d"
+
+
+def test_reads_the_nodes_resources_and_services_it_is_shipped_with(installed: tuple[ModuleType, Path, Path]) -> None:
+    check, _, ha_dir = installed
+    assert check.read_hacf(str(ha_dir)) == ["loadb1", "loadb2"]
+    assert check.read_haresources(str(ha_dir)) == [
+        ("ldirectord", "ldirectord.cf"), ("LVSSyncDaemonSwap", "master"),
+        ("IPaddr2", "192.168.1.105/24/eth0/192.168.1.255")]
+    [vs] = check.read_ldirectord(str(ha_dir / "ldirectord.cf"))
+    assert vs["service"] == "TCP  192.168.1.105:80"
+    assert vs["scheduler"] == "rr"
+    assert vs["reals"] == [{"address": "192.168.1.101:80", "forward": "Route"},
+                           {"address": "192.168.1.102:80", "forward": "Route"}]
+    assert vs["fallback"] == {"address": "127.0.0.1:80", "forward": "Route"}
+
+
+def test_parses_ipvsadm_tables(installed: tuple[ModuleType, Path, Path]) -> None:
+    check, _, _ = installed
+    assert check.parse_ipvsadm(IPVSADM_HEALTHY) == {"TCP  192.168.1.105:80": {"scheduler": "rr", "reals": {
+        "192.168.1.101:80": {"forward": "Route", "weight": 1, "active": 0, "inactive": 3},
+        "192.168.1.102:80": {"forward": "Route", "weight": 1, "active": 1, "inactive": 2}}}}
+    degraded = check.parse_ipvsadm(IPVSADM_DEGRADED)
+    assert {k: v["weight"] for k, v in degraded["TCP  192.168.1.105:80"]["reals"].items()} == {
+        "127.0.0.1:80": 1, "192.168.1.101:80": 0, "192.168.1.102:80": 0}
+    assert degraded["FWM  7"] == {"scheduler": "wlc", "reals": {
+        "192.168.1.102:0": {"forward": "Masq", "weight": 3, "active": 0, "inactive": 0}}}
+
+
+def test_on_a_machine_that_is_no_director_the_runtime_checks_fail(installed: tuple[ModuleType, Path, Path]) -> None:
+    _, script, ha_dir = installed
+    proc = subprocess.run([sys.executable, script, "--json", "--expect", "active", "--ha-dir", ha_dir],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False
+    by_name = {c["check"]: c for c in report["checks"]}
+    assert by_name["role"] == {"check": "role", "expected": "active", "observed": "standby", "ok": False}
+    assert by_name["VIP 192.168.1.105/24 on eth0"]["ok"] is False
+    assert by_name["heartbeat"]["ok"] is False
+    assert set(by_name) >= {"ldirectord ldirectord.cf status", "LVSSyncDaemonSwap master status",
+                            "ipvsadm: TCP  192.168.1.105:80 rr", "ipvsadm: -> 192.168.1.101:80 Route",
+                            "ipvsadm: -> 192.168.1.102:80 Route", "ipvsadm: fallback 127.0.0.1:80"}
+
+
+def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path,
+                                                            installed: tuple[ModuleType, Path, Path]) -> None:
+    _, script, _ = installed
+    (tmp_path / "ha.cf").write_text("node a\nnode b\n")
+    proc = subprocess.run([sys.executable, script, "--ha-dir", tmp_path], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == f"lvs-cluster-check: {tmp_path}/haresources: No such file or directory\n"
+    assert proc.stdout == ""
