@@ -19,6 +19,7 @@ APT_PACKAGES=(
     util-linux                # unshare, for the namespaced test chroots
     qemu-utils kpartx fdisk sudo squashfs-tools  # images (diskimage-builder's host tools)
     qemu-system-x86           # booting images in tests and the lab
+    iproute2                  # the lab's network namespace, bridge and taps
     equivs                    # bench/: the peer build-deb is measured against
 )
 

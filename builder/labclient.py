@@ -3,6 +3,11 @@ and writes one JSON line per request: when it started and ended (CLOCK_MONOTONIC
 clock as the lab's), whether it succeeded, and who answered (the real server named on the
 page, or "fallback" for a director's fallback page).
 
+Requests start at a fixed rate whatever the previous ones do (open loop, like independent
+users), each in its own thread: a request may wait a few seconds for its connection (under
+emulation a busy VM answers late; a browser waits too) without blurring when the service
+came back. Lines are written as requests end, so they are not in start order.
+
 It runs inside the lab's network namespace (`python3 -m builder.labclient ...`) and stops on
 SIGTERM. Standard library only.
 """
@@ -15,6 +20,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=80)
     p.add_argument("--path", default="/")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between request starts")
-    p.add_argument("--connect-timeout", type=float, default=1.0)
+    p.add_argument("--connect-timeout", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--fallback-marker", default="Service degraded")
     p.add_argument("--out", required=True)
@@ -71,12 +77,23 @@ def main(argv: list[str] | None = None) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
+    lock = threading.Lock()
     with open(args.out, "a", buffering=1) as out:
-        while not stop:
+
+        def one() -> None:
             rec = request(args.host, args.port, args.path, args.connect_timeout, args.timeout,
                           args.fallback_marker.encode())
-            out.write(json.dumps(rec) + "\n")
-            time.sleep(max(0.0, args.interval - (rec["t1"] - rec["t0"])))
+            with lock:
+                out.write(json.dumps(rec) + "\n")
+
+        next_start = time.monotonic()
+        while not stop:
+            threading.Thread(target=one, daemon=True).start()
+            next_start += args.interval
+            time.sleep(max(0.0, next_start - time.monotonic()))
+        for t in threading.enumerate():
+            if t is not threading.current_thread():
+                t.join(args.connect_timeout + args.timeout)
     return 0
 
 

@@ -78,7 +78,9 @@ class Vm:
             net = ["-netdev", "hubport,id=n0,hubid=0"]  # a hub with nothing else on it
         nic = "virtio-net-pci,netdev=n0" + (f",mac={self.mac}" if self.mac else "")
         # tb-size=128: the translation cache QEMU would otherwise size at ~1 GB resident.
-        argv = [qemu, "-machine", "q35", "-accel", "tcg,tb-size=128", "-cpu", "max",
+        # qemu64, not max: a guest that sees fewer CPU features boots ~20% faster under TCG
+        # (57 s instead of 74 s to a running realserver), and Debian's baseline needs no more.
+        argv = [qemu, "-machine", "q35", "-accel", "tcg,tb-size=128", "-cpu", "qemu64",
                 "-m", str(self.memory_mib), "-smp", "1",
                 "-display", "none", "-nodefaults", "-no-user-config",
                 "-chardev", f"file,id=con0,path={self.console},append=on", "-serial", "chardev:con0",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,34 @@ def write_spec(tmp_path: Path, data: Any, name: str = "cluster.yaml") -> Path:
     p = tmp_path / name
     p.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return p
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    out: Path        # both role images and their .debs, as build-image leaves them
+    data_home: Path  # XDG_DATA_HOME they were built with: the reference cluster's key
+
+
+@pytest.fixture(scope="session")
+def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
+    """Both role images of the reference cluster, built once per test run by `build-image`."""
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    if os.geteuid() != 0:
+        pytest.fail("image builds need root (loop devices, chroot)")
+    for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap"):
+        need_tool(tool)
+    out = tmp_path_factory.mktemp("images")
+    data_home = tmp_path_factory.mktemp("images-xdg")
+    env = {"XDG_DATA_HOME": str(data_home)}
+    for role in ("director", "realserver"):
+        r = CliRunner().invoke(cli, ["build-image", role, "--out", str(out)], env=env)
+        assert r.exit_code == 0, r.output
+        assert f"built {out}/lvs-{role}-trixie.qcow2" in r.stdout
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
+        "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2", "lvs-director-trixie.vmlinuz",
+        "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd", "lvs-realserver-trixie.qcow2",
+        "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
+    return BuiltImages(out, data_home)

@@ -54,7 +54,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Pat
         p.chmod(f.mode)
     (root / "etc/ha.d/ldirectord.cf").symlink_to("ldirectord.cf.lvs-director")
     loader = importlib.machinery.SourceFileLoader("lvs_cluster_check", str(root / CHECK))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    spec_ = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec_ is not None
+    module = importlib.util.module_from_spec(spec_)
     loader.exec_module(module)
     return module, root / CHECK, root / "etc/ha.d"
 

@@ -4,7 +4,6 @@ packet leaves them. Every VM is stopped by PID, also when a check fails."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -12,38 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from builder import image, spec
-from builder.cli import cli
 from builder.errors import ToolError
 from builder.model import Role
 from builder.qemu import Vm
 
-from .conftest import need_tool
+from .conftest import BuiltImages
 
 pytestmark = pytest.mark.slow
 
 BOOT_TIMEOUT = 600  # software emulation on a loaded 2-core machine
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.geteuid() != 0:
-        pytest.fail("image builds need root (loop devices, chroot)")
-    for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap"):
-        need_tool(tool)
-    out = tmp_path_factory.mktemp("images")
-    env = {"XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg"))}
-    for role in ("director", "realserver"):
-        r = CliRunner().invoke(cli, ["build-image", role, "--out", str(out)], env=env)
-        assert r.exit_code == 0, r.output
-        assert f"built {out}/lvs-{role}-trixie.qcow2" in r.stdout
-    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
-        "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2", "lvs-director-trixie.vmlinuz",
-        "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd", "lvs-realserver-trixie.qcow2",
-        "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
-    return out
+@pytest.fixture
+def images(built_images: BuiltImages) -> Path:
+    return built_images.out
 
 
 @pytest.fixture
@@ -60,7 +43,7 @@ def boot(vms: list[Vm], tmp_path: Path, images: Path, role: str, *, mac: str,
     vm = Vm(name=f"{role}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=tmp_path, mac=mac)
     if node is not None:  # identity from the kernel command line: boot the image's kernel directly
         vm.kernel, vm.initrd = images / f"{name}.vmlinuz", images / f"{name}.initrd"
-        vm.append = f"root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 net.ifnames=0 lvs.node={node}"
+        vm.append = f"{image.DIRECT_BOOT_CMDLINE} lvs.node={node}"
     vms.append(vm)
     start = time.monotonic()
     vm.start()
@@ -107,6 +90,21 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     while "192.168.1.105/24" not in vm.sh("ip -4 -o address show dev eth0").stdout:
         assert time.monotonic() < deadline, "heartbeat never took the VIP"
         time.sleep(5)
+    # The director package's check command, alone in the cluster: it is the active director
+    # and says what is missing: its peer, and real servers to send to (the fallback serves).
+    r = vm.sh("lvs-cluster-check; echo exit=$?")
+    table = r.stdout.splitlines()
+    assert table[0] == "loadb2: active director"
+    assert table[-1] == "exit=1", r.stdout
+    assert re.search(r"^peer loadb1\s+active\s+dead\s+FAIL$", r.stdout, re.M), r.stdout
+    assert re.search(r"^VIP 192.168.1.105/24 on eth0\s+present\s+present\s+ok$", r.stdout, re.M), r.stdout
+    assert re.search(r"^ipvsadm: -> 192.168.1.101:80 Route\s+Route, weight > 0\s+Route, weight 0\s+FAIL$",
+                     r.stdout, re.M), r.stdout
+    assert re.search(r"^ipvsadm: fallback 127.0.0.1:80\s+listed \(no real server serves\)\s+listed, weight 1\s+ok$",
+                     r.stdout, re.M), r.stdout
+    assert re.search(r"^LVSSyncDaemonSwap master status\s+master running\s+master running \(", r.stdout, re.M)
+    assert table[-2] == "3 of 10 checks FAILED"
+
     swap = "/etc/ha.d/resource.d/LVSSyncDaemonSwap"
     r = vm.sh(f"{swap} master status; {swap} master stop; {swap} master status; {swap} backup status; "
               "ldirectord ldirectord.cf status 2>&1; ipvsadm -L -n")

@@ -1,0 +1,111 @@
+"""`lvs-builder lab`: the reference cluster booted in VMs inside a network namespace the lab
+creates, through the tutorial's checks and its failure scenarios. The report's times are
+printed, not asserted (software emulation); what is asserted is every check's verdict, the
+scenarios' outcome, and that nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from builder import lab
+
+from .conftest import BuiltImages
+
+LVS_BUILDER = str(Path(sys.executable).parent / "lvs-builder")
+
+
+def lab_argv(built: BuiltImages, workdir: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, XDG_DATA_HOME=str(built.data_home))
+    return [LVS_BUILDER, "lab", "--images", str(built.out), "--no-build", "--workdir", str(workdir), *extra], env
+
+
+def namespaces() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+@pytest.mark.slow
+def test_the_lab_proves_the_reference_cluster(built_images: BuiltImages, tmp_path: Path,
+                                              pytestconfig: pytest.Config) -> None:
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json")
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        stdout, stderr = proc.communicate(timeout=3600)
+    table = (tmp_path / "lab" / "report.md").read_text()
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():  # the report table belongs in the CI log
+        print("\n" + table)
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(stdout)
+    assert report["ok"] is True and report["error"] is None
+    rows = {r["key"]: r for r in report["rows"]}
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *lab.SCENARIO_KEYS]
+    assert all(r["ok"] for r in rows.values())
+    for key in lab.SCENARIO_KEYS:
+        r = rows[key]
+        assert r["sent"] > 0 and r["served_again_s"] is not None and r["detected_s"] is not None
+        assert r["vip_at_end"] in ("loadb1", "loadb2")
+    # auto_failback off: after a director scenario the VIP stays with the survivor
+    for before, key in zip(lab.SCENARIO_KEYS, lab.SCENARIO_KEYS[1:], strict=False):
+        moved = rows[key]["vip_at_end"] != rows[before]["vip_at_end"]
+        assert moved == ("-" in key), (before, key)  # 2-kill, 2-stop, ... are the director scenarios
+    assert "booting loadb1 (director), loadb2 (director), webserver1 (realserver), webserver2 (realserver)" \
+        in stderr
+    assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+@pytest.mark.slow
+def test_an_interrupted_lab_leaves_no_vm_and_no_namespace(built_images: BuiltImages, tmp_path: Path) -> None:
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--scenario", "none")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started: list[int] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "under QEMU" in line:
+                break
+        time.sleep(5)
+        started = children(proc.pid)
+        assert len(started) == 6, started  # four VMs, the client, its ARP monitor
+        assert f"lvs-lab-{proc.pid}" in namespaces()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert [pid for pid in started if alive(pid)] == []
+    assert f"lvs-lab-{proc.pid}" not in namespaces()
+    assert list((tmp_path / "lab").glob("*.qcow2")) == []
+
+
+def test_a_lab_without_images_says_which_and_starts_nothing(tmp_path: Path) -> None:
+    with subprocess.Popen([LVS_BUILDER, "lab", "--images", str(tmp_path), "--no-build"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert stderr == (f"error: {tmp_path}/lvs-director-trixie.qcow2: missing; run build-image director "
+                           "(or lab without --no-build)\n")
+    assert f"lvs-lab-{proc.pid}" not in namespaces()

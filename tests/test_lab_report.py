@@ -1,0 +1,63 @@
+"""How the lab reads its client's log and reports: when the VIP served again, whether real
+servers answered in turn, the table. (The lab itself runs in test_lab.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from builder import lab
+from builder.lab import Answer, Report, Row, in_turn, read_answers, served_again
+
+
+def ok(t: float, who: str) -> Answer:
+    return Answer(t, t + 0.1, True, who, None)
+
+
+def bad(t: float) -> Answer:
+    return Answer(t, t + 1.0, False, None, "timed out")
+
+
+def test_served_again_is_the_end_of_the_outage_the_failure_caused() -> None:
+    answers = [ok(0, "w1"), bad(1), ok(2, "w2"), bad(3), *(ok(4 + i, "w2") for i in range(5))]
+    assert served_again(answers, 0.5, 9, {"w2"}) == 4.1 - 0.5
+    # an answer from a server that should not answer now is no better than a failure
+    assert served_again(answers, 0.5, 9, {"fallback"}) == 9 - 0.5
+    # no answer failed after the failure: no outage (answers before it are not looked at)
+    assert served_again(answers, 3.5, 9, {"w2"}) == 0.0
+    assert served_again([bad(0), ok(1, "w2")], 0.5, 9, {"w2"}) == 0.0
+
+
+def test_in_turn_wants_every_real_server_alternating() -> None:
+    assert in_turn([ok(i, w) for i, w in enumerate(["w1", "w2", "w1", "w2"])], ["w1", "w2"])
+    assert not in_turn([ok(i, w) for i, w in enumerate(["w1", "w1", "w2", "w2"])], ["w1", "w2"])
+    assert not in_turn([ok(i, "w1") for i in range(4)], ["w1", "w2"])
+    assert not in_turn([ok(0, "w1"), ok(1, "w2"), bad(2), ok(3, "w2")], ["w1", "w2"])
+    assert not in_turn([ok(0, "w1"), ok(1, "w2")], ["w1", "w2"])  # too few to tell
+
+
+def test_read_answers_skips_a_line_being_written(tmp_path: Path) -> None:
+    log = tmp_path / "client.jsonl"
+    log.write_text(json.dumps({"t0": 1.0, "t1": 1.5, "ok": True, "who": "w1"}) + "\n" + '{"t0": 2.0, "o')
+    assert read_answers(log) == [Answer(1.0, 1.5, True, "w1", None)]
+    assert read_answers(tmp_path / "missing") == []
+
+
+def test_the_report_fails_on_any_failed_row_or_an_error() -> None:
+    report = Report("reference", "trixie", [Row("check", "a", "VIP", True, "loadb1: present")])
+    assert report.ok
+    report.rows.append(Row("scenario", "1", "one web server fails", False, "not detected: webserver1",
+                           sent=40, failed=40))
+    assert not report.ok
+    table = report.table()
+    assert "| 1 | one web server fails | FAIL | - | - | 40 / 40 | - | not detected: webserver1 |" in table
+    assert table.endswith("lab: FAILED")
+    assert not Report("reference", "trixie", [], error="boom").ok
+    assert not Report("reference", "trixie", []).ok  # nothing checked proves nothing
+
+
+def test_the_client_address_is_free_in_the_spec_subnet() -> None:
+    from builder import spec
+
+    cluster, _ = spec.load(None)
+    assert str(lab.client_address(cluster)) == "192.168.1.254/24"
