@@ -20,6 +20,7 @@ from .run import log, require, run
 
 PREFIX = "lvs-lab-"
 BRIDGE = "br0"
+BRIDGE_MAC = "52:54:00:1a:b0:fe"
 
 
 def _alive(pid: int) -> bool:
@@ -71,8 +72,9 @@ class Netns:
         ip = ["ip", "-n", self.name]
         run([*ip, "link", "set", "lo", "up"])
         # No STP, no forwarding delay, no multicast snooping: a hub for heartbeat's bcast/mcast.
-        run([*ip, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0",
-             "mcast_snooping", "0"])
+        # A fixed MAC: a bridge otherwise takes its lowest port's, which may change as VMs come and go.
+        run([*ip, "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge", "stp_state", "0",
+             "forward_delay", "0", "mcast_snooping", "0"])
         run([*ip, "address", "add", str(self.host), "dev", BRIDGE])
         run([*ip, "link", "set", BRIDGE, "up"])
 

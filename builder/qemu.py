@@ -150,6 +150,25 @@ class Vm:
             raise BuilderError(f"{self.name}: guest agent: {reply['error'].get('desc')}")
         return reply["return"]
 
+    def ping(self) -> bool:
+        """Does the guest agent answer now?"""
+        try:
+            self._qga({"execute": "guest-ping"}, timeout=3)
+            return True
+        except (OSError, ValueError, BuilderError):
+            return False
+
+    def boot_stage(self) -> str:
+        """How far the boot got, from the serial console."""
+        text = self.console_text()[-200_000:]
+        if not self.running:
+            return "off"
+        for needle, stage in (("login:", "login prompt"), ("Reached target", "starting services"),
+                              ("Run /init", "initramfs"), ("Linux version", "kernel")):
+            if needle in text:
+                return stage
+        return "firmware"
+
     def wait_agent(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
