@@ -555,7 +555,8 @@ class Lab:
         if sc.director is Failure.STOP:
             self.sh(active, "systemctl start heartbeat.service", timeout=120)
         try:
-            self.wait_up([n for n in self.nodes if n in failed_reals or (n is active and sc.director)], t_restore)
+            self.wait_up([n for n in self.nodes if n in failed_reals or (n is active and sc.director is Failure.KILL)],
+                         t_restore)
         except BuilderError as e:
             problems.append(str(e))
         ok, _, _, why = self.converge(survivor)

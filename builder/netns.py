@@ -95,6 +95,3 @@ class Netns:
                 os.kill(pid, signal.SIGKILL)
             run(["ip", "netns", "delete", self.name])
             self.created = False
-
-    def exists(self) -> bool:
-        return self.name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
