@@ -340,6 +340,14 @@ class Lab:
                 holders.append(d)
         return holders
 
+    def unweighted_reals(self, director: LabNode) -> list[str]:
+        """The real servers `director`'s IPVS table does not send to (absent or weight 0)."""
+        r = self.sh(director, "ipvsadm -L -n")
+        table = self.check.parse_ipvsadm(r.stdout) if r is not None and r.exitcode == 0 else {}
+        weighted = {address.split(":")[0] for service in table.values()
+                    for address, real in service["reals"].items() if real["weight"] > 0}
+        return [n.node.name for n in self.reals if str(n.node.address) not in weighted]
+
     def vip_holder(self) -> LabNode | None:
         holders = self.vip_holders()
         return holders[0] if len(holders) == 1 else None
@@ -406,11 +414,14 @@ class Lab:
                 if n.vm.running:
                     with contextlib.suppress(BuilderError):
                         n.vm.wait_agent(max(1.0, deadline - time.monotonic()))
+            # Cheap first (lvs-cluster-check costs seconds under emulation: ldirectord is Perl):
+            # one director holds the VIP and its IPVS table sends to every real server.
             holders = self.vip_holders()
+            checks = {}
             if len(holders) != 1 or (expect_active is not None and holders != [expect_active]):
-                # cheap first: lvs-cluster-check costs seconds under emulation (ldirectord is Perl)
                 why = "VIP on " + (", ".join(h.node.name for h in holders) or "no director")
-                checks = {}
+            elif idle := self.unweighted_reals(holders[0]):
+                why = f"{holders[0].node.name}: ipvsadm does not send to " + ", ".join(idle)
             else:
                 checks = self.cluster_checks(self.directors)
             roles = {name: (c or {}).get("role") for name, c in checks.items()}
@@ -443,7 +454,7 @@ class Lab:
             if why != said or time.monotonic() - said_at >= 20:
                 said, said_at = why, time.monotonic()
                 self.progress(f"waiting for the cluster: {why}")
-            time.sleep(3 * POLL)
+            time.sleep(POLL)
 
     # -- the tutorial's functional checks -------------------------------------------------
 
