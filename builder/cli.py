@@ -224,7 +224,6 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
         sys.exit(1)
 
 
-
 def main() -> None:
     cli(prog_name="lvs-builder")
 

@@ -21,7 +21,6 @@ import enum
 import importlib.machinery
 import importlib.util
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from .image import DIRECT_BOOT_CMDLINE
 from .model import Cluster, Node, Role
 from .netns import Netns, remove_stale
 from .qemu import GuestResult, Vm
-from .run import log
+from .run import log, require
 
 MEMORY_MIB = 512
 BOOT_TIMEOUT = 600        # VM start -> guest agent answers, under emulation on 2 loaded cores
@@ -136,9 +135,10 @@ class Report:
 
 # -- the check command shipped in the director package, read by the lab too ---------------
 
-def cluster_check_module() -> ModuleType:
-    """lvs-cluster-check as the director package ships it; the lab parses tables with it."""
-    path = data_root() / "overlays" / "director" / "usr" / "sbin" / "lvs-cluster-check"
+def cluster_check_module(path: Path | None = None) -> ModuleType:
+    """lvs-cluster-check as the director package ships it (or the file at `path`); the lab
+    parses tables with it."""
+    path = path or data_root() / "overlays" / "director" / "usr" / "sbin" / "lvs-cluster-check"
     loader = importlib.machinery.SourceFileLoader("lvs_cluster_check", str(path))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     assert spec is not None
@@ -700,8 +700,7 @@ def interrupts_as_errors() -> Iterator[None]:
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
             progress: Callable[[str], None] = lambda s: None) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2")):
-        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-            raise BuilderError(f"{tool} not found (apt-get install {pkg})")
+        require(tool, pkg)
     for role, image in images.items():
         if not image.exists():
             raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")

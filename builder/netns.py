@@ -38,6 +38,19 @@ def _pids_in(name: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def exec_argv(name: str, argv: list[str]) -> list[str]:
+    """A command run inside namespace `name` (`ip netns exec` execs it: the PID is the command's)."""
+    return ["ip", "netns", "exec", name, *argv]
+
+
+def _remove(name: str) -> None:
+    """Stop by PID whatever still runs in namespace `name`, then delete it."""
+    for pid in _pids_in(name):
+        log.info("stopping PID %d left in %s", pid, name)
+        os.kill(pid, signal.SIGKILL)
+    run(["ip", "netns", "delete", name])
+
+
 def remove_stale() -> list[str]:
     """Delete lab namespaces whose lab process is gone; stop what still runs in them."""
     require("ip", "iproute2")
@@ -47,10 +60,7 @@ def remove_stale() -> list[str]:
         m = re.match(rf"({re.escape(PREFIX)}(\d+))\b", line)
         if not m or _alive(int(m.group(2))):
             continue
-        for pid in _pids_in(m.group(1)):
-            log.info("stopping PID %d left in %s", pid, m.group(1))
-            os.kill(pid, signal.SIGKILL)
-        run(["ip", "netns", "delete", m.group(1)])
+        _remove(m.group(1))
         removed.append(m.group(1))
     return removed
 
@@ -85,13 +95,9 @@ class Netns:
         run([*ip, "link", "set", tap, "up"])
 
     def argv(self, argv: list[str]) -> list[str]:
-        """A command run inside the namespace (`ip netns exec` execs it: same PID)."""
-        return ["ip", "netns", "exec", self.name, *argv]
+        return exec_argv(self.name, argv)
 
     def delete(self) -> None:
         if self.created:
-            for pid in _pids_in(self.name):
-                log.info("stopping PID %d left in %s", pid, self.name)
-                os.kill(pid, signal.SIGKILL)
-            run(["ip", "netns", "delete", self.name])
+            _remove(self.name)
             self.created = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,6 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
                on_step: Callable[[str], None] = lambda s: None) -> dict[Role, Path]:
     """The role images the lab boots: those in `images` if they were built from the packages this
     spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
-    import tempfile
-
     found: dict[Role, Path] = {}
     for role in (Role.DIRECTOR, Role.REALSERVER):
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BuilderError
+from .netns import exec_argv
 from .run import log, require, run
 
 PR_SET_PDEATHSIG = 1
@@ -94,7 +95,7 @@ class Vm:
         if self.kernel:
             argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append or ""]
         if self.netns:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
+            argv = exec_argv(self.netns, argv)
         log.info("$ %s", " ".join(argv))
         with open(self.workdir / f"{self.name}.qemu.log", "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
@@ -177,11 +178,9 @@ class Vm:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise BuilderError(f"{self.name}: QEMU exited ({self.proc.returncode})")
-            try:
-                self._qga({"execute": "guest-ping"}, timeout=5)
+            if self.ping():
                 return
-            except (OSError, ValueError, BuilderError):
-                time.sleep(2)
+            time.sleep(2)
         raise BuilderError(f"{self.name}: the guest agent did not answer within {timeout:.0f} s")
 
     def sh(self, script: str, timeout: float = 60) -> GuestResult:

@@ -4,8 +4,6 @@ tested where one runs: the image tests and the lab."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from builder import deb, render, spec
+from builder import deb, lab, render, spec
 from builder.model import Role
 
 CHECK = "usr/sbin/lvs-cluster-check"
@@ -53,12 +51,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Pat
         p.write_bytes(f.content)
         p.chmod(f.mode)
     (root / "etc/ha.d/ldirectord.cf").symlink_to("ldirectord.cf.lvs-director")
-    loader = importlib.machinery.SourceFileLoader("lvs_cluster_check", str(root / CHECK))
-    spec_ = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec_ is not None
-    module = importlib.util.module_from_spec(spec_)
-    loader.exec_module(module)
-    return module, root / CHECK, root / "etc/ha.d"
+    return lab.cluster_check_module(root / CHECK), root / CHECK, root / "etc/ha.d"
 
 
 def test_reads_the_nodes_resources_and_services_it_is_shipped_with(installed: tuple[ModuleType, Path, Path]) -> None:
