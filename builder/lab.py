@@ -37,7 +37,8 @@ from . import data_root
 from .errors import BuilderError
 from .image import DIRECT_BOOT_CMDLINE
 from .model import Cluster, Node, Role
-from .netns import Netns, remove_stale
+from .netns import BRIDGE, Netns, remove_stale
+from .pxe import PXE_MEMORY_MIB
 from .qemu import GuestResult, Vm
 from .run import log, require
 
@@ -98,11 +99,13 @@ class Report:
     cluster: str
     release: str
     rows: list[Row] = field(default_factory=list)
+    boot: str = "disk"                 # "disk": the role images; "pxe": diskless from the PXE tree
     boot_s: float | None = None        # VMs started -> every guest agent answers
     serving_s: float | None = None     # VMs started -> the first answer through the VIP
     healthy_s: float | None = None     # VMs started -> every check passes
     total_s: float | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what happened that is not the cluster's doing
 
     @property
     def ok(self) -> bool:
@@ -115,9 +118,11 @@ class Report:
         def num(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}"
 
+        source = "the PXE tree, diskless" if self.boot == "pxe" else "the disk images"
         lines = [
-            f"lab: cluster {self.cluster} ({self.release}); VMs up in {num(self.boot_s)} s, VIP served after "
-            f"{num(self.serving_s)} s, all checks passed after {num(self.healthy_s)} s; total {num(self.total_s)} s",
+            f"lab: cluster {self.cluster} ({self.release}, booted from {source}); VMs up in {num(self.boot_s)} s, "
+            f"VIP served after {num(self.serving_s)} s, all checks passed after {num(self.healthy_s)} s; "
+            f"total {num(self.total_s)} s",
             "",
             "| # | check / scenario | result | detected (s) | served again (s) | requests sent / failed "
             "| VIP at end | details |",
@@ -127,6 +132,7 @@ class Report:
             reqs = "-" if r.sent is None else f"{r.sent} / {r.failed}"
             lines.append(f"| {r.key} | {r.title} | {'pass' if r.ok else 'FAIL'} | {num(r.detected_s)} | "
                          f"{num(r.served_again_s)} | {reqs} | {r.vip_at_end or '-'} | {r.detail} |")
+        lines += ["", *(f"note: {n}" for n in self.notes)] if self.notes else []
         if self.error:
             lines += ["", f"lab stopped: {self.error}"]
         lines += ["", "lab: all checks and scenarios passed" if self.ok else "lab: FAILED"]
@@ -212,6 +218,9 @@ def client_address(cluster: Cluster) -> IPv4Interface:
     used = {n.address for n in (*cluster.directors, *cluster.real_servers)} | set(cluster.vips)
     if cluster.network.gateway:
         used.add(cluster.network.gateway)
+    if cluster.provisioning:
+        used.add(cluster.provisioning.server)
+        used.update(cluster.pool_addresses)
     for host in reversed(list(cluster.subnet.hosts())):
         if host not in used:
             return IPv4Interface(f"{host}/{cluster.subnet.prefixlen}")
@@ -224,10 +233,11 @@ def lab_mac(index: int) -> str:
 
 class Lab:
     def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path,
-                 progress: Callable[[str], None] = lambda s: None) -> None:
+                 progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None) -> None:
         self.cluster = cluster
         self.images = images
         self.workdir = workdir
+        self.pxe_tree = pxe_tree
         self.progress = progress
         self.netns = Netns.for_this_process(client_address(cluster))
         self.client: subprocess.Popen[bytes] | None = None
@@ -235,6 +245,7 @@ class Lab:
         self.client_log = workdir / "client.jsonl"
         self.check = cluster_check_module()
         self.nodes: list[LabNode] = []
+        self.notes: list[str] = []
         self.start = time.monotonic()
         for i, (node, role) in enumerate([*((d, Role.DIRECTOR) for d in cluster.directors),
                                           *((r, Role.REALSERVER) for r in cluster.real_servers)]):
@@ -242,6 +253,11 @@ class Lab:
             # line: 10 s less per boot under emulation (no BIOS disk reads, no boot menu); disk
             # boots through GRUB are what the image tests prove. Identity: the spec's MAC, else
             # the node's name on the command line.
+            if pxe_tree is not None:  # diskless: the NIC's PXE ROM, the tree's entry for this MAC
+                vm = Vm(name=node.name, image=None, workdir=workdir, mac=node.mac, memory_mib=PXE_MEMORY_MIB,
+                        tap=f"tap{i}", netns=self.netns.name)
+                self.nodes.append(LabNode(node, role, vm))
+                continue
             image = images[role]
             stem = image.with_suffix("")
             append = DIRECT_BOOT_CMDLINE + ("" if node.mac else f" lvs.node={node.name}")
@@ -264,6 +280,9 @@ class Lab:
             for n in self.nodes:
                 assert n.vm.tap is not None
                 self.netns.add_tap(n.vm.tap)
+            if self.pxe_tree is not None:
+                assert self.cluster.provisioning is not None
+                self.netns.add_address(IPv4Interface(f"{self.cluster.provisioning.server}/{self.cluster.subnet.prefixlen}"))
         except BaseException:
             self.close()  # __exit__ does not run when __enter__ fails
             raise
@@ -357,6 +376,8 @@ class Lab:
     def boot(self, report: Report) -> None:
         self.progress("booting " + ", ".join(f"{n.node.name} ({n.role.value})" for n in self.nodes)
                       + " under QEMU (software emulation)")
+        if self.pxe_tree is not None:
+            self._start_pxe_server()
         t = time.monotonic()
         for n in self.nodes:  # from this thread: a VM dies with the thread that started it
             n.vm.start()
@@ -365,8 +386,11 @@ class Lab:
         report.boot_s = time.monotonic() - t
 
     def wait_up(self, nodes: list[LabNode], t: float) -> None:
-        """Wait for the guest agents of booting VMs; say every 20 s how far each got."""
+        """Wait for the guest agents of booting VMs; say every 20 s how far each got. A guest
+        kernel that panics while booting is powered on again, once: that is the emulator's
+        doing (QEMU's TCG), not the cluster's, and the report says so."""
         waiting = list(nodes)
+        retried: set[str] = set()
         said = time.monotonic()
         while waiting:
             for n in list(waiting):
@@ -375,6 +399,17 @@ class Lab:
                     self.progress(f"{n.node.name} is up after {time.monotonic() - t:.0f} s (guest agent answers)")
                 elif not n.vm.running:
                     raise BuilderError(f"{n.node.name}: QEMU exited; see {n.vm.workdir / (n.vm.name + '.qemu.log')}")
+                elif n.vm.boot_stage() == "kernel panic":
+                    where = f"see {n.vm.console}"
+                    if n.node.name in retried:
+                        raise BuilderError(f"{n.node.name}: the guest kernel panicked twice while booting; {where}")
+                    retried.add(n.node.name)
+                    note = (f"{n.node.name}: the guest kernel panicked while booting "
+                            f"({time.monotonic() - self.start:.0f} s into the lab; {where}); powered on again")
+                    self.notes.append(note)
+                    self.progress(note)
+                    n.vm.stop()
+                    n.vm.start()
             if time.monotonic() - t > BOOT_TIMEOUT:
                 raise BuilderError("no guest agent answered within "
                                    f"{BOOT_TIMEOUT} s: {', '.join(n.node.name for n in waiting)}")
@@ -389,6 +424,21 @@ class Lab:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         self.helpers.append(proc)
         return proc
+
+    def _start_pxe_server(self) -> None:
+        """`lvs-builder pxe serve` on the bridge, as an operator runs it; wait until dnsmasq runs."""
+        assert self.pxe_tree is not None
+        proc = self._spawn(self.netns.argv([sys.executable, "-m", "builder", "pxe", "serve", "--dir",
+                                            str(self.pxe_tree.resolve()), "--interface", BRIDGE]), "pxe-serve.log")
+        logfile = self.workdir / "pxe-serve.log"
+        deadline = time.monotonic() + 60
+        while "dnsmasq: started" not in logfile.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                lines = logfile.read_text(errors="replace").strip().splitlines()
+                raise BuilderError(f"pxe serve did not start: {lines[-1] if lines else 'no output'} (see {logfile})")
+            time.sleep(0.2)
+        assert self.cluster.provisioning is not None
+        self.progress(f"pxe serve: dnsmasq and HTTP on {BRIDGE} ({self.cluster.provisioning.server})")
 
     def _start_client(self) -> None:
         vs = self.cluster.virtual_services[0]
@@ -698,20 +748,21 @@ def interrupts_as_errors() -> Iterator[None]:
 
 
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
-            progress: Callable[[str], None] = lambda s: None) -> Report:
+            progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2")):
         require(tool, pkg)
     for role, image in images.items():
         if not image.exists():
             raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")
-    report = Report(cluster.name, cluster.release.value)
+    report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk")
     start = time.monotonic()
-    with interrupts_as_errors(), Lab(cluster, images, workdir, progress) as lab:
+    with interrupts_as_errors(), Lab(cluster, images, workdir, progress, pxe_tree) as lab:
         try:
             lab.run(scenarios, report)
         except BuilderError as e:
             report.error = str(e)
         finally:
             report.total_s = time.monotonic() - start
+            report.notes = lab.notes
     return report
 

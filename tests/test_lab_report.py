@@ -56,6 +56,24 @@ def test_the_report_fails_on_any_failed_row_or_an_error() -> None:
     assert not Report("reference", "trixie", []).ok  # nothing checked proves nothing
 
 
+def test_notes_are_shown_and_do_not_fail_the_report() -> None:
+    report = Report("reference", "trixie", [Row("check", "a", "VIP", True, "loadb1: present")],
+                    notes=["webserver1: the guest kernel panicked while booting; powered on again"])
+    assert report.ok
+    assert "note: webserver1: the guest kernel panicked while booting; powered on again" in report.table()
+
+
+def test_a_boot_is_judged_by_what_it_wrote_not_by_earlier_boots(tmp_path: Path) -> None:
+    from builder.qemu import Vm
+    vm = Vm(name="w1", image=tmp_path / "x.qcow2", workdir=tmp_path)
+    vm.console.write_text("Linux version 6.12\nKernel panic - not syncing\n")
+    vm.console_mark = vm.console.stat().st_size  # what start() records before QEMU runs
+    with vm.console.open("a") as f:
+        f.write("Linux version 6.12\nRun /init as init process\n")
+    assert "Kernel panic" not in vm.console_since_start()
+    assert "Run /init" in vm.console_since_start()
+
+
 def test_the_client_address_is_free_in_the_spec_subnet() -> None:
     from builder import spec
 
