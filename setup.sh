@@ -20,6 +20,8 @@ APT_PACKAGES=(
     qemu-utils kpartx fdisk sudo squashfs-tools  # images (diskimage-builder's host tools)
     qemu-system-x86           # booting images in tests and the lab
     iproute2                  # the lab's network namespace, bridge and taps
+    pxelinux syslinux-common  # build-pxe: the network boot loader
+    dnsmasq-base ipxe-qemu    # pxe serve (DHCP + TFTP; no system service); QEMU's PXE ROM
     equivs                    # bench/: the peer build-deb is measured against
 )
 

@@ -201,10 +201,15 @@ cli.add_command(build_image)
 @click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["none", *lab.SCENARIO_KEYS]),
               help="run only these failure scenarios (repeatable; 'none': only the functional checks)")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
+@click.option("--pxe", "pxe_boot", is_flag=True,
+              help="boot every node diskless from the PXE tree, served by `pxe serve` in the namespace")
+@click.option("--pxe-tree", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="the tree for --pxe; default: IMAGES/pxe (made from the images when missing or stale)")
 @authkey_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
-            as_json: bool, authkey_file: Path | None, allow_weak_auth: bool) -> None:
+            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, authkey_file: Path | None,
+            allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
     loaded = _load(spec_path, None, allow_weak_auth)
@@ -213,15 +218,75 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
     def progress(msg: str) -> None:
         click.echo(f"[{time.monotonic() - start:6.1f}s] {msg}", err=True)
 
-    found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress)
+    tree = None
+    if pxe_boot:
+        tree = pipeline.lab_pxe_tree(loaded, images, pxe_tree or images / "pxe", build=not no_build,
+                                     authkey_file=authkey_file, on_step=progress)
+        found = {}
+    else:
+        found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress)
     chosen = [s for s in lab.SCENARIOS if not scenarios or s.key in scenarios]
-    workdir = workdir or images / "lab"
-    report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress)
+    workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab")
+    report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     (workdir / "report.md").write_text(report.table() + "\n")
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())
     if not report.ok:
         sys.exit(1)
+
+
+@click.command("build-pxe", cls=Command)
+@spec_option
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="the tree to make (replaced atomically)")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True,
+              help="where the role images are (built there first if missing or older than the spec)")
+@click.option("--no-build", is_flag=True, help="never build images; fail if they are missing or stale")
+@authkey_option
+@weak_option
+def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, authkey_file: Path | None,
+              allow_weak_auth: bool) -> None:
+    """Make a PXE boot tree: pxelinux entries by MAC, the role images' kernels and root
+    filesystems, dnsmasq configuration; `lvs-builder pxe serve --dir OUT` serves it."""
+    loaded = _load(spec_path, None, allow_weak_auth)
+    start = time.monotonic()
+
+    def progress(msg: str) -> None:
+        click.echo(f"  {time.monotonic() - start:6.0f}s  {msg}", err=True)
+
+    manifest = pipeline.build_pxe(loaded, images, out, build=not no_build, authkey_file=authkey_file,
+                                  on_step=progress)
+    for role, info in manifest["roles"].items():
+        sizes = ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in info["bytes"].items())
+        click.echo(f"{role}: {sizes}")
+    for name, node in manifest["nodes"].items():
+        click.echo(f"{name}: {node['role']}, MAC {node['mac']} -> {node['entry']}")
+    click.echo(f"built {out} in {time.monotonic() - start:.0f} s; serve it: "
+               f"lvs-builder pxe serve --dir {out} --interface IF")
+
+
+cli.add_command(build_pxe)
+
+
+@cli.group("pxe", cls=Group)
+def pxe_group() -> None:
+    """Serve a tree build-pxe made."""
+
+
+@pxe_group.command("serve")
+@click.option("--dir", "tree", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="the tree build-pxe made")
+@click.option("--interface", required=True, help="the provisioning segment's interface on this machine")
+@click.option("--proxy", is_flag=True,
+              help="proxy DHCP: another DHCP server hands out addresses, dnsmasq only the boot file")
+def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
+    """Run dnsmasq (DHCP + TFTP) and the HTTP server in the foreground until Ctrl-C."""
+    from . import pxe
+
+    def say(line: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+    pxe.serve(tree, interface, proxy=proxy, say=say)
 
 
 def main() -> None:
@@ -234,3 +299,7 @@ def build_deb_main() -> None:
 
 def build_image_main() -> None:
     build_image(prog_name="build-image")
+
+
+def build_pxe_main() -> None:
+    build_pxe(prog_name="build-pxe")

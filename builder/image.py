@@ -42,7 +42,8 @@ _DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
 # The kernel command line the image's own boot loader gives (diskimage-builder's root label,
 # its serial console, our net.ifnames=0), for booting the image's kernel and initrd directly
 # (QEMU -kernel, a PXE entry): the same system, without the boot loader's detour.
-DIRECT_BOOT_CMDLINE = "root=LABEL=cloudimg-rootfs ro console=tty0 console=ttyS0,115200 net.ifnames=0"
+CONSOLE_CMDLINE = "console=tty0 console=ttyS0,115200 net.ifnames=0"
+DIRECT_BOOT_CMDLINE = f"root=LABEL=cloudimg-rootfs ro {CONSOLE_CMDLINE}"
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,11 @@ class AuthMethod(enum.Enum):
     CRC = "crc"
 
 
+class DhcpMode(enum.Enum):
+    STATIC = "static"  # dnsmasq answers DHCP: a static lease for each node's MAC (and the pool)
+    PROXY = "proxy"    # another DHCP server hands out addresses; dnsmasq adds only the boot file
+
+
 # How the spec names things, for messages: "an IPVS scheduler", "a forwarding method".
 ENUM_NOUN = {
     Release: "a supported Debian release",
@@ -95,6 +100,7 @@ ENUM_NOUN = {
     CheckType: "an ldirectord checktype",
     MediaType: "a heartbeat medium",
     AuthMethod: "a heartbeat auth method",
+    DhcpMode: "a DHCP mode",
 }
 
 # The modules the tutorial loads at boot on a director, whatever the spec uses.
@@ -124,6 +130,22 @@ class Node:
     address: IPv4Address
     mac: Optional[str] = None
     interface: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    first: IPv4Address
+    last: IPv4Address
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """Where PXE rollouts come from: build-pxe and `lvs-builder pxe serve`."""
+    server: IPv4Address                 # the provisioning server's address on the segment
+    interface: str = "eth0"             # its interface there (pxe serve --interface overrides)
+    dhcp: DhcpMode = DhcpMode.STATIC
+    pool: Optional[Pool] = None         # static mode: leases for machines the spec does not know
+    http_port: int = 80
 
 
 @dataclass(frozen=True)
@@ -260,6 +282,7 @@ class Cluster:
     ldirectord: Ldirectord = field(default_factory=Ldirectord)
     sync_daemon: SyncDaemon = field(default_factory=SyncDaemon)
     pages: Pages = field(default_factory=Pages)
+    provisioning: Optional[Provisioning] = None
 
     # Derived views: templates read these rather than recomputing them.
     @property
@@ -317,6 +340,31 @@ class Cluster:
     @property
     def realserver_interfaces(self) -> tuple[str, ...]:
         return tuple(sorted({self.interface_of(n) for n in self.real_servers}))
+
+    @property
+    def nodes(self) -> tuple[tuple[Node, Role], ...]:
+        return (*((d, Role.DIRECTOR) for d in self.directors), *((r, Role.REALSERVER) for r in self.real_servers))
+
+    @property
+    def pool_addresses(self) -> tuple[IPv4Address, ...]:
+        pool = self.provisioning.pool if self.provisioning else None
+        if pool is None or pool.last < pool.first:
+            return ()
+        return tuple(IPv4Address(a) for a in range(int(pool.first), int(pool.last) + 1))
+
+
+def pxe_problems(m: Cluster) -> list[Problem]:
+    """What stops a PXE rollout of a valid spec: build-pxe refuses with these."""
+    problems = []
+    if m.provisioning is None:
+        problems.append(Problem("provisioning", "missing: a PXE rollout needs the provisioning server's address "
+                                "(provisioning: {server: ADDRESS}); see docs/spec.md"))
+    for group in ("directors", "real_servers"):
+        for i, node in enumerate(getattr(m, group)):
+            if node.mac is None:
+                problems.append(Problem(f"{group}[{i}].mac", f"{node.name} has no MAC, so no PXE entry can name it: "
+                                        "add its MAC, or roll it out from a disk image"))
+    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -640,7 +688,48 @@ def _cross_check(m: Cluster, c: _Collector, allow_weak_auth: bool) -> list[Probl
     tp = m.pages.test.path
     if tp.startswith("/") or "/" in tp or not re.match(r"^[A-Za-z0-9._-]+$", tp):
         c.add("pages.test.path", f"{tp!r} must be a plain file name such as ldirector.html")
+
+    if m.provisioning is not None:
+        _check_provisioning(m, m.provisioning, c, owners, subnet, warnings)
     return warnings
+
+
+def _check_provisioning(m: Cluster, pv: Provisioning, c: _Collector, owners: dict[IPv4Address, str],
+                        subnet: IPv4Network | None, warnings: list[Problem]) -> None:
+    taken = dict(owners)
+    for i, vs in enumerate(m.virtual_services):
+        taken.setdefault(vs.address, f"virtual_services[{i}] (a VIP)")
+    if m.network.gateway is not None:
+        taken.setdefault(m.network.gateway, "network.gateway")
+    if pv.server in taken:
+        c.add("provisioning.server", f"{pv.server} is already {taken[pv.server]}; the provisioning server needs "
+              "an address of its own")
+    if subnet is not None and pv.server not in subnet:
+        c.add("provisioning.server", f"{pv.server} is not on the nodes' subnet {subnet}: PXE needs the server on "
+              "the segment the machines boot on")
+    elif subnet is not None and pv.server in (subnet.network_address, subnet.broadcast_address):
+        c.add("provisioning.server", f"{pv.server} is the subnet's network or broadcast address")
+    if not _IFACE_RE.match(pv.interface):
+        c.add("provisioning.interface", f"{pv.interface!r} is not an interface name")
+    _port(c, "provisioning.http_port", pv.http_port)
+    if pv.pool is not None:
+        if pv.dhcp is DhcpMode.PROXY:
+            c.add("provisioning.pool", "proxy mode leaves every address to the other DHCP server: drop the pool "
+                  "or use dhcp: static")
+        elif pv.pool.last < pv.pool.first:
+            c.add("provisioning.pool", f"{pv.pool.first}-{pv.pool.last} is empty: first must not be after last")
+        else:
+            for key, a in (("first", pv.pool.first), ("last", pv.pool.last)):
+                if subnet is not None and a not in subnet:
+                    c.add(f"provisioning.pool.{key}", f"{a} is not on the nodes' subnet {subnet}")
+            taken.setdefault(pv.server, "provisioning.server")
+            for a, who in sorted(taken.items()):
+                if pv.pool.first <= a <= pv.pool.last:
+                    c.add("provisioning.pool", f"{pv.pool.first}-{pv.pool.last} includes {a}, {who}")
+    missing = [n.name for n, _ in m.nodes if n.mac is None]
+    if missing:
+        warnings.append(Problem("provisioning", "no MAC for " + ", ".join(missing) + ": build-pxe refuses until "
+                                "every node has one"))
 
 
 def _check_check(m: Cluster, vs: VirtualService, c: _Collector, p: str) -> None:

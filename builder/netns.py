@@ -88,6 +88,10 @@ class Netns:
         run([*ip, "address", "add", str(self.host), "dev", BRIDGE])
         run([*ip, "link", "set", BRIDGE, "up"])
 
+    def add_address(self, address: IPv4Interface) -> None:
+        """Another address of the host side on the bridge (a server the VMs talk to)."""
+        run(["ip", "-n", self.name, "address", "add", str(address), "dev", BRIDGE])
+
     def add_tap(self, tap: str) -> None:
         ip = ["ip", "-n", self.name]
         run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"])

@@ -7,8 +7,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import authkey, deb, image, model, spec
+from . import authkey, deb, image, model, pxe, spec
 from .errors import BuilderError, Problem
 from .model import Cluster, Release, Role
 from .render import FileSpec, render
@@ -77,8 +78,8 @@ def normalized_yaml(cluster: Cluster) -> str:
 
 
 def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path | None = None,
-               on_step: Callable[[str], None] = lambda s: None) -> dict[Role, Path]:
-    """The role images the lab boots: those in `images` if they were built from the packages this
+               on_step: Callable[[str], None] = lambda s: None, command: str = "lab") -> dict[Role, Path]:
+    """The role images the lab (or build-pxe) boots: those in `images` if they were built from the packages this
     spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
     found: dict[Role, Path] = {}
     for role in (Role.DIRECTOR, Role.REALSERVER):
@@ -91,8 +92,38 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
         if not current:
             if not build:
                 why = "missing" if not path.exists() else "older than the spec"
-                raise BuilderError(f"{path}: {why}; run build-image {role.value} (or lab without --no-build)")
+                raise BuilderError(f"{path}: {why}; run build-image {role.value} (or {command} without --no-build)")
             on_step(f"building {path.name} (the spec's packages changed or it is missing)")
             build_image(loaded, role, images, image.ImageFormat.QCOW2, authkey_file=authkey_file, on_step=on_step)
         found[role] = path
     return found
+
+
+def build_pxe(loaded: Loaded, images: Path, out: Path, *, build: bool, authkey_file: Path | None = None,
+              on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The PXE tree of a spec, from its current role images (built first if needed)."""
+    pxe.check_ready(loaded.cluster)  # before anything is built
+    pxe.check_tools()
+    found = lab_images(loaded, images, build=build, authkey_file=authkey_file, on_step=on_step,
+                       command="build-pxe")
+    roles = {role: pxe.RoleFiles(path, path.with_suffix(".vmlinuz"), path.with_suffix(".initrd"))
+             for role, path in found.items()}
+    on_step(f"making {out}: squashfs root filesystems from the images, pxelinux entries, dnsmasq configuration")
+    return pxe.build_tree(loaded.cluster, roles, out)
+
+
+def lab_pxe_tree(loaded: Loaded, images: Path, tree: Path, *, build: bool, authkey_file: Path | None = None,
+                 on_step: Callable[[str], None] = lambda s: None) -> Path:
+    """The PXE tree `lab --pxe` boots: `tree` if it was made from the current images and the
+    spec's entries, else made afresh."""
+    found = lab_images(loaded, images, build=build, authkey_file=authkey_file, on_step=on_step, command="lab --pxe")
+    manifest = tree / pxe.MANIFEST
+    current = manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in found.values()) \
+        and all((tree / rel).exists() and (tree / rel).read_text() == text
+                for rel, text in pxe.render_configs(loaded.cluster).items())
+    if not current:
+        if not build:
+            raise BuilderError(f"{tree}: missing or older than the images; run build-pxe --out {tree} "
+                               "(or lab --pxe without --no-build)")
+        build_pxe(loaded, images, tree, build=build, authkey_file=authkey_file, on_step=on_step)
+    return tree

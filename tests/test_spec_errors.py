@@ -120,6 +120,20 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"name": "Reference Cluster"},
      "name: 'Reference Cluster' is not a valid cluster name (lower-case letters, digits, '-')"),
     ({"sync_daemon.syncid": 300}, "sync_daemon.syncid: 300 is not a sync id (0-255)"),
+    ({"provisioning.server": "192.168.1.105"},
+     "provisioning.server: 192.168.1.105 is already virtual_services[0] (a VIP); the provisioning server needs "
+     "an address of its own"),
+    ({"provisioning.server": "10.0.0.10"},
+     "provisioning.server: 10.0.0.10 is not on the nodes' subnet 192.168.1.0/24: PXE needs the server on the "
+     "segment the machines boot on"),
+    ({"provisioning.dhcp": "relay"}, "provisioning.dhcp: 'relay' is not a DHCP mode (static, proxy)"),
+    ({"provisioning.pool.last": "192.168.1.210", "provisioning.pool.first": "192.168.1.100"},
+     "provisioning.pool: 192.168.1.100-192.168.1.210 includes 192.168.1.101, real_servers[0]"),
+    ({"provisioning.pool.last": "192.168.1.199"},
+     "provisioning.pool: 192.168.1.200-192.168.1.199 is empty: first must not be after last"),
+    ({"provisioning.dhcp": "proxy"},
+     "provisioning.pool: proxy mode leaves every address to the other DHCP server: drop the pool or use "
+     "dhcp: static"),
 ]
 
 
@@ -187,3 +201,16 @@ def test_weak_auth_with_opt_in_warns(reference: dict[str, Any]) -> None:
     cluster, warnings = model.load(reference, allow_weak_auth=True)
     assert cluster.heartbeat.auth is model.AuthMethod.MD5
     assert any(w.path == "heartbeat.auth" for w in warnings)
+
+
+def test_a_node_without_a_mac_warns_and_cannot_be_pxe_rolled_out(reference: dict[str, Any]) -> None:
+    del reference["real_servers"][1]["mac"]
+    cluster, warnings = model.load(reference)
+    assert [str(w) for w in warnings] == [
+        "provisioning: no MAC for webserver2: build-pxe refuses until every node has one"]
+    assert [str(p) for p in model.pxe_problems(cluster)] == [
+        "real_servers[1].mac: webserver2 has no MAC, so no PXE entry can name it: add its MAC, or roll it out "
+        "from a disk image"]
+    del reference["provisioning"]
+    cluster, _ = model.load(reference)
+    assert [p.path for p in model.pxe_problems(cluster)] == ["provisioning", "real_servers[1].mac"]
