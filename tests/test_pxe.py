@@ -167,7 +167,7 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         assert facts["hostname"] == "loadb2"
         assert "192.168.1.104/24" in facts["address"].split()
         assert facts["root"] == "overlay"  # live-boot: the squashfs under a RAM overlay, no disk
-        assert (facts["heartbeat"], facts["ldirectord"]) == ("enabled", "disabled")
+        assert (facts["heartbeat"], facts["ldirectord"]) == ("enabled", "enabled")
         assert facts["authkeys"] == "600 root:root"
         assert facts["failed"].strip() == "", facts["failed"]
         console = node.console_text()
