@@ -101,12 +101,9 @@ def test_ha_cf_is_the_tutorials_line_for_line() -> None:
     assert ours == tutorial
 
 
-def test_haresources_is_the_tutorials_without_ldirectord() -> None:
+def test_haresources_is_the_tutorials() -> None:
     ours = _significant(rendered(Role.DIRECTOR)["etc/ha.d/haresources"].content.decode())
-    tutorial = " ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", "")))
-    # The one deliberate difference: ldirectord runs on both directors from boot, so a
-    # takeover moves only the sync daemon's master role and the VIP (no ldirectord start).
-    assert ours == [tutorial.replace(" ldirectord::ldirectord.cf", "")]
+    assert ours == [" ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", "")))]
 
 
 def test_ldirectord_cf_is_the_tutorials_line_for_line() -> None:
