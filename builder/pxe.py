@@ -248,17 +248,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     allowed: frozenset[str] | None = None   # client addresses served; None: anyone
     say: Callable[[str], None] = staticmethod(lambda s: None)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def _refused(self) -> bool:
         if self.allowed is not None and self.client_address[0] not in self.allowed:
             self.send_error(403, "not a node of this cluster")
-            return
-        super().do_GET()
+            return True
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._refused():
+            super().do_GET()
 
     def do_HEAD(self) -> None:  # noqa: N802
-        if self.allowed is not None and self.client_address[0] not in self.allowed:
-            self.send_error(403, "not a node of this cluster")
-            return
-        super().do_HEAD()
+        if not self._refused():
+            super().do_HEAD()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         self.say(f"http: {self.client_address[0]} {format % args}")
