@@ -138,9 +138,9 @@ def check_tools() -> None:
 
 def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dict[str, Any]:
     """Build the whole tree in a staging directory beside `out`, then rename it into place."""
-    check_ready(cluster)
     check_tools()
-    configs = render_configs(cluster)
+    configs = render_configs(cluster)  # refuses a spec it cannot roll out
+    assert cluster.provisioning is not None
     with staging(out) as scratch:
         tmp = scratch / "tree"
         tftp = tmp / "tftp"
@@ -151,9 +151,9 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dic
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
         manifest: dict[str, Any] = {"cluster": cluster.name, "release": cluster.release.value,
-                                    "server": str(cluster.provisioning.server) if cluster.provisioning else None,
-                                    "url": base_url(cluster),
-                                    "dhcp": cluster.provisioning.dhcp.value if cluster.provisioning else None,
+                                    "server": str(cluster.provisioning.server),
+                                    "http_port": cluster.provisioning.http_port, "url": base_url(cluster),
+                                    "dhcp": cluster.provisioning.dhcp.value,
                                     "roles": {}, "nodes": {}}
         for role, files in roles.items():
             d = tmp / "http" / role.value
@@ -284,7 +284,7 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
             raise BuilderError(f"{interface}: another DHCP server already answers here ({', '.join(others)}); "
                                "two would hand out conflicting leases: serve with --proxy (boot information "
                                "only, that server keeps the addresses)")
-    port = int(url.rsplit(":", 1)[1]) if url.count(":") == 2 else 80
+    port = int(manifest["http_port"])
     handler = type("Handler", (_Handler,), {
         "allowed": frozenset(n["address"] for n in manifest["nodes"].values()) if mode == "static" else None,
         "say": staticmethod(say)})
