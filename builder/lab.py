@@ -517,8 +517,8 @@ class Lab:
             report.serving_s = first.t1 - self.start
         groups = [
             ("a", "the active director holds the VIP, the standby does not", ("VIP ", "role")),
-            ("b", "ldirectord ldirectord.cf status: running on the active only", ("ldirectord ",)),
-            ("c", "ipvsadm -L -n on the active: the service, its scheduler, every real (Route), fallback",
+            ("b", "ldirectord ldirectord.cf status: running on both (no heartbeat resource)", ("ldirectord ",)),
+            ("c", "ipvsadm -L -n on both: the service, its scheduler, every real (Route), fallback",
              ("ipvsadm",)),
             ("d", "LVSSyncDaemonSwap master status: master running on the active only", ("LVSSyncDaemonSwap",)),
             ("e", "heartbeat runs on both directors and each sees the other", ("heartbeat", "peer ", "node name")),

@@ -79,3 +79,29 @@ def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
         "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
     return BuiltImages(out, data_home)
 
+
+@dataclass(frozen=True)
+class PxeTree:
+    tree: Path      # what `build-pxe` made from the built images
+    images: Path
+    seconds: float  # how long build-pxe took
+
+
+@pytest.fixture(scope="session")
+def pxe_tree(built_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory) -> PxeTree:
+    """The reference cluster's PXE tree, made once per test run by `build-pxe`."""
+    import time
+
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    for tool in ("mksquashfs", "unsquashfs", "dnsmasq"):
+        need_tool(tool)
+    out = tmp_path_factory.mktemp("pxe") / "tree"
+    start = time.monotonic()
+    r = CliRunner().invoke(cli, ["build-pxe", "--out", str(out), "--images", str(built_images.out), "--no-build"],
+                           env={"XDG_DATA_HOME": str(built_images.data_home)})
+    assert r.exit_code == 0, r.output
+    assert f"built {out}" in r.stdout
+    return PxeTree(out, built_images.out, time.monotonic() - start)

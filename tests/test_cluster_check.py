@@ -5,6 +5,7 @@ tested where one runs: the image tests and the lab."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,7 @@ def test_reads_the_nodes_resources_and_services_it_is_shipped_with(installed: tu
     check, _, ha_dir = installed
     assert check.read_hacf(str(ha_dir)) == ["loadb1", "loadb2"]
     assert check.read_haresources(str(ha_dir)) == [
-        ("ldirectord", "ldirectord.cf"), ("LVSSyncDaemonSwap", "master"),
-        ("IPaddr2", "192.168.1.105/24/eth0/192.168.1.255")]
+        ("LVSSyncDaemonSwap", "master"), ("IPaddr2", "192.168.1.105/24/eth0/192.168.1.255")]
     [vs] = check.read_ldirectord(str(ha_dir / "ldirectord.cf"))
     assert vs["service"] == "TCP  192.168.1.105:80"
     assert vs["scheduler"] == "rr"
@@ -94,6 +94,30 @@ def test_on_a_machine_that_is_no_director_the_runtime_checks_fail(installed: tup
     assert set(by_name) >= {"ldirectord ldirectord.cf status", "LVSSyncDaemonSwap master status",
                             "ipvsadm: TCP  192.168.1.105:80 rr", "ipvsadm: -> 192.168.1.101:80 Route",
                             "ipvsadm: -> 192.168.1.102:80 Route", "ipvsadm: fallback 127.0.0.1:80"}
+
+
+def test_what_a_standby_should_run_follows_haresources(tmp_path: Path,
+                                                     installed: tuple[ModuleType, Path, Path]) -> None:
+    """ldirectord not a heartbeat resource (ours): running with a live table on the standby too;
+    the tutorial's haresources (ldirectord moves with the VIP): stopped, no table, on the standby."""
+    _, script, ha_dir = installed
+
+    def expected(ha: Path) -> dict[str, str]:
+        proc = subprocess.run([sys.executable, script, "--json", "--expect", "standby", "--ha-dir", ha],
+                              capture_output=True, text=True)
+        return {c["check"]: c["expected"] for c in json.loads(proc.stdout)["checks"]}
+
+    ours = expected(ha_dir)
+    assert ours["ldirectord ldirectord.cf status"] == "running"
+    assert ours["ipvsadm: TCP  192.168.1.105:80 rr"] == "listed"
+    assert ours["LVSSyncDaemonSwap master status"] == "master stopped"
+    tutorial = tmp_path / "ha.d"
+    shutil.copytree(ha_dir, tutorial, symlinks=True)
+    (tutorial / "haresources").write_text("loadb1 ldirectord::ldirectord.cf LVSSyncDaemonSwap::master "
+                                          "IPaddr2::192.168.1.105/24/eth0/192.168.1.255\n")
+    theirs = expected(tutorial)
+    assert theirs["ldirectord ldirectord.cf status"] == "stopped"
+    assert theirs["ipvsadm: TCP  192.168.1.105:80 rr"] == "not listed"
 
 
 def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path,

@@ -78,14 +78,14 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     assert f["address"] == "192.168.1.104/24"
     assert set(f["ip_vs"].split()) >= {"ip_vs", "ip_vs_rr", "ip_vs_wlc", "ip_vs_ftp", "ip_vs_sh"}
     assert f["ip_forward"] == "1"
-    assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "disabled")
+    assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "enabled")
     assert f["authkeys"] == "600 root:root"
     assert f["hafiles"] == "4"
     assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
         in vm.console_text()
 
-    # Alone, the director takes over after initdead: heartbeat starts the tutorial's resources in
-    # order (ldirectord, LVSSyncDaemonSwap master, IPaddr2), so the VIP comes last.
+    # Alone, the director takes over after initdead: heartbeat starts its resources in order
+    # (LVSSyncDaemonSwap master, IPaddr2); ldirectord has run since boot.
     deadline = time.monotonic() + BOOT_TIMEOUT
     while "192.168.1.105/24" not in vm.sh("ip -4 -o address show dev eth0").stdout:
         assert time.monotonic() < deadline, "heartbeat never took the VIP"

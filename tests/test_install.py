@@ -101,11 +101,12 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert (ch.root / "etc/sysctl.d/60-lvs-director.conf").exists()
     assert (ch.root / "etc/modules-load.d/lvs-director.conf").exists()
     assert (ch.root / "etc/apache2/conf-enabled/lvs-director.conf").is_symlink()
-    # Init links as the tutorial sets them: heartbeat at boot, ldirectord not (heartbeat starts it).
+    # Init links: heartbeat at boot, and ldirectord too (its own default, kept): it runs on
+    # both directors, heartbeat moves only the sync daemon's master role and the VIP.
     wants = "etc/systemd/system/multi-user.target.wants/*.service"
     assert "heartbeat.service" in _links(ch, wants)
-    assert "ldirectord.service" not in _links(ch, wants)
-    assert _links(ch, "etc/rc2.d/S*ldirectord") == [] and _links(ch, "etc/rc2.d/S*heartbeat") != []
+    assert "ldirectord.service" in _links(ch, wants)
+    assert _links(ch, "etc/rc2.d/S*ldirectord") != [] and _links(ch, "etc/rc2.d/S*heartbeat") != []
     # Idempotent: configuring again changes nothing.
     state = ch.snapshot()
     _configure_again(ch, "lvs-director")
@@ -116,7 +117,7 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert not (ha / "ldirectord.cf").is_symlink()
     assert (ha / "ldirectord.cf").read_text().startswith("# Dummy configuration file.")
     assert "lvs-director" not in ch.sh("dpkg-divert --list").stdout
-    assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, given back
+    assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, never touched
     assert not (ch.root / "usr/share/lvs-director").exists()
 
     ch.apt("purge lvs-director")

@@ -1,9 +1,16 @@
-"""PXE rollouts: what `build-pxe` renders from the spec (its pxelinux entries and dnsmasq
-configuration, checked by dnsmasq itself), and what it refuses before building anything."""
+"""PXE rollouts: `build-pxe` makes the tree, `lvs-builder pxe serve` serves it, diskless VMs
+boot from it inside a network namespace this test creates (a bridge and taps in it, no route
+out). Everything started is stopped by PID, also when a check fails."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +19,14 @@ from click.testing import CliRunner
 
 from builder import pxe, spec
 from builder.cli import cli
+from builder.netns import BRIDGE, Netns
+from builder.qemu import Vm
 
-from .conftest import need_tool, write_spec
+from .conftest import BuiltImages, PxeTree, need_tool, write_spec
+
+BOOT_TIMEOUT = 900  # network boot + a squashfs fetched into RAM, under emulation
+LVS_BUILDER = str(Path(sys.executable).parent / "lvs-builder")
+
 
 # -- fast: the entries and the configuration, from the spec ----------------------------------
 
@@ -69,3 +82,152 @@ def test_build_pxe_refuses_a_spec_it_cannot_roll_out_before_building_anything(
     assert r.exit_code == 2
     assert line in r.stderr.splitlines()
     assert not (tmp_path / "pxe").exists() and not (tmp_path / "images").exists()
+
+
+# -- slow: the tree, served, booted ---------------------------------------------------------
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    cluster, _ = spec.load(None)
+    assert cluster.provisioning is not None
+    ns = Netns.for_this_process(IPv4Interface(f"{cluster.provisioning.server}/24"))
+    ns.create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def served(pxe_tree: PxeTree, netns: Netns, tmp_path: Path) -> Iterator[tuple[Netns, Path]]:
+    """`lvs-builder pxe serve` on the namespace's bridge; its log file."""
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(pxe_tree.tree),
+                                            "--interface", BRIDGE]), stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while "dnsmasq: started" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield netns, log
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "stopped dnsmasq and the HTTP server" in log.read_text()
+
+
+def pxe_vm(netns: Netns, tmp_path: Path, mac: str, tap: str) -> Vm:
+    netns.add_tap(tap)
+    return Vm(name=f"pxe-{mac.replace(':', '')}", image=None, workdir=tmp_path, mac=mac,
+              memory_mib=pxe.PXE_MEMORY_MIB, tap=tap, netns=netns.name)
+
+
+@pytest.mark.slow
+def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree) -> None:
+    manifest = json.loads((pxe_tree.tree / "pxe.json").read_text())
+    assert manifest["server"] == "192.168.1.10" and manifest["dhcp"] == "static"
+    print(f"\nbuild-pxe: {pxe_tree.seconds:.0f} s")
+    for role in ("director", "realserver"):
+        sizes = manifest["roles"][role]["bytes"]
+        assert sorted(sizes) == ["filesystem.squashfs", "initrd.img", "vmlinuz"]
+        print(f"{role}: " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in sizes.items()))
+        kernel = pxe_tree.images / f"lvs-{role}-trixie.vmlinuz"
+        assert (pxe_tree.tree / "http" / role / "vmlinuz").read_bytes() == kernel.read_bytes()
+        fstab = subprocess.run(["unsquashfs", "-cat", str(pxe_tree.tree / "http" / role / "filesystem.squashfs"),
+                                "etc/fstab"], capture_output=True, text=True, check=True).stdout
+        assert not [line for line in fstab.splitlines() if line.split()[1:2] == ["/"]], fstab
+    assert (pxe_tree.tree / "tftp" / "lpxelinux.0").exists() and (pxe_tree.tree / "tftp" / "ldlinux.c32").exists()
+
+
+@pytest.mark.slow
+def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_not_join(
+        served: tuple[Netns, Path], tmp_path: Path) -> None:
+    netns, log = served
+    node = pxe_vm(netns, tmp_path, "52:54:00:00:01:04", "tap0")       # loadb2's MAC
+    stranger = pxe_vm(netns, tmp_path, "52:54:00:99:99:98", "tap1")   # in no node of the spec
+    try:
+        start = time.monotonic()
+        node.start()
+        stranger.start()
+        stranger.wait_console("does not join the cluster", BOOT_TIMEOUT)
+        node.wait_agent(BOOT_TIMEOUT)
+        state = node.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
+        print(f"\nloadb2 over PXE: {state} after {time.monotonic() - start:.0f} s under emulation")
+        r = node.sh(r"""
+            echo hostname=$(hostname)
+            echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}' | tr '\n' ' ')
+            echo root=$(findmnt -n -o FSTYPE /)
+            echo heartbeat=$(systemctl is-enabled heartbeat.service)
+            echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
+            echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
+            echo failed=$(systemctl --failed --no-legend | awk '{print $2}' | tr '\n' ' ')
+        """)
+        facts = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+        assert facts["hostname"] == "loadb2"
+        assert "192.168.1.104/24" in facts["address"].split()
+        assert facts["root"] == "overlay"  # live-boot: the squashfs under a RAM overlay, no disk
+        assert (facts["heartbeat"], facts["ldirectord"]) == ("enabled", "enabled")
+        assert facts["authkeys"] == "600 root:root"
+        assert facts["failed"].strip() == "", facts["failed"]
+        console = node.console_text()
+        assert "lvs-builder: booting loadb2, director of the reference cluster" in console
+        assert "lvs-identity: this machine is loadb2, director of the reference cluster " \
+               "(lvs.node=loadb2 on the kernel command line)" in console
+        # The stranger got an address from the pool, read the default entry, and went no further.
+        other = stranger.console_text()
+        assert "the nodes are loadb1 (52:54:00:00:01:03)" in other
+        assert "Linux version" not in other
+        served_log = log.read_text()
+        assert "52:54:00:99:99:98" in served_log  # dnsmasq saw it
+        assert "GET /director/filesystem.squashfs" in served_log
+    finally:
+        node.stop()
+        stranger.stop()
+
+
+@pytest.mark.slow
+def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTree, netns: Netns,
+                                                                 tmp_path: Path) -> None:
+    need_tool("dnsmasq")
+    ip = ["ip", "-n", netns.name]
+    subprocess.run([*ip, "link", "add", "other0", "type", "veth", "peer", "name", "other1"], check=True)
+    subprocess.run([*ip, "link", "set", "other0", "master", BRIDGE, "up"], check=True)
+    subprocess.run([*ip, "address", "add", "192.168.1.1/24", "dev", "other1"], check=True)
+    subprocess.run([*ip, "link", "set", "other1", "up"], check=True)
+    other = subprocess.Popen(netns.argv([
+        "dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=other1",
+        "--dhcp-range=192.168.1.150,192.168.1.159,1h", f"--dhcp-leasefile={tmp_path / 'other.leases'}",
+        f"--pid-file={tmp_path / 'other.pid'}", "--conf-file=/dev/null", "--log-facility=-"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        r = subprocess.run(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(pxe_tree.tree),
+                                       "--interface", BRIDGE]), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"error: {BRIDGE}: another DHCP server already answers here (192.168.1.1); two would hand out "
+            "conflicting leases: serve with --proxy (boot information only, that server keeps the addresses)")
+        assert "dnsmasq: started" not in r.stderr
+    finally:
+        other.terminate()
+        other.wait(30)
+
+
+@pytest.mark.slow
+def test_the_lab_proves_the_cluster_booted_diskless_from_the_tree(
+        pxe_tree: PxeTree, built_images: BuiltImages, tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    env = dict(os.environ, XDG_DATA_HOME=str(built_images.data_home))
+    argv = [LVS_BUILDER, "lab", "--pxe", "--pxe-tree", str(pxe_tree.tree), "--images", str(built_images.out),
+            "--no-build", "--workdir", str(tmp_path / "lab"), "--json"]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        stdout, stderr = proc.communicate(timeout=3600)
+    table = (tmp_path / "lab" / "report.md").read_text()
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print("\n" + table)
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(stdout)
+    assert report["ok"] is True and report["boot"] == "pxe"
+    assert all(r["ok"] for r in report["rows"]) and len(report["rows"]) == 14
+    assert "pxe serve: dnsmasq and HTTP on br0 (192.168.1.10)" in stderr
