@@ -101,12 +101,13 @@ def test_ha_cf_is_the_tutorials_line_for_line() -> None:
     assert ours == tutorial
 
 
-def test_haresources_is_the_tutorials_without_ldirectord() -> None:
+def test_haresources_is_the_tutorials_without_ldirectord_and_vip_first() -> None:
     ours = _significant(rendered(Role.DIRECTOR)["etc/ha.d/haresources"].content.decode())
-    tutorial = " ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", "")))
-    # The one deliberate difference: ldirectord runs on both directors from boot, so a
-    # takeover moves only the sync daemon's master role and the VIP (no ldirectord start).
-    assert ours == [tutorial.replace(" ldirectord::ldirectord.cf", "")]
+    node, ldirectord, sync, vip = " ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", ""))).split()
+    assert ldirectord == "ldirectord::ldirectord.cf"
+    # The deliberate differences: ldirectord runs on both directors from boot, so a takeover
+    # moves only the VIP and the sync daemon's master role, and claims the address first.
+    assert ours == [" ".join((node, vip, sync))]
 
 
 def test_ldirectord_cf_is_the_tutorials_line_for_line() -> None:
