@@ -38,7 +38,7 @@ from .errors import BuilderError
 from .image import DIRECT_BOOT_CMDLINE
 from .model import Cluster, Node, Role
 from .netns import BRIDGE, Netns, remove_stale
-from .pxe import PXE_MEMORY_MIB
+from .pxe import PXE_MEMORY_MIB, READY
 from .qemu import GuestResult, Vm
 from .run import log, require
 
@@ -432,7 +432,7 @@ class Lab:
                                             str(self.pxe_tree.resolve()), "--interface", BRIDGE]), "pxe-serve.log")
         logfile = self.workdir / "pxe-serve.log"
         deadline = time.monotonic() + 60
-        while "dnsmasq: started" not in logfile.read_text(errors="replace"):
+        while f"{READY} dnsmasq" not in logfile.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 lines = logfile.read_text(errors="replace").strip().splitlines()
                 raise BuilderError(f"pxe serve did not start: {lines[-1] if lines else 'no output'} (see {logfile})")

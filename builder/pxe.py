@@ -43,6 +43,8 @@ from .writer import replace_dir, staging
 # Debian's pxelinux and syslinux-common put them here.
 PXELINUX = Path("/usr/lib/PXELINUX/lpxelinux.0")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+# The default entry prints why a stranger stays out with cat.c32 (which needs libcom32.c32).
+COM32 = (Path("/usr/lib/syslinux/modules/bios/cat.c32"), Path("/usr/lib/syslinux/modules/bios/libcom32.c32"))
 SQUASHFS = "filesystem.squashfs"
 MANIFEST = "pxe.json"
 # A diskless node holds its root filesystem in RAM: the squashfs plus what it writes.
@@ -79,7 +81,8 @@ def render_configs(cluster: Cluster) -> dict[str, str]:
     env = environment()
     ctx: dict[str, Any] = {"c": cluster, "url": base_url(cluster), "nodes": [
         {"node": n, "role": r.value, "cmdline": kernel_cmdline(cluster, r, n)} for n, r in cluster.nodes]}
-    files = {"tftp/pxelinux.cfg/default": env.get_template("pxe/pxelinux.cfg/default.j2").render(ctx)}
+    files = {rel: env.get_template(f"pxe/{rel.removeprefix('tftp/')}.j2").render(ctx)
+             for rel in ("tftp/pxelinux.cfg/default", "tftp/pxelinux.cfg/not-a-node.txt")}
     node_tpl = env.get_template("pxe/pxelinux.cfg/node.j2")
     for entry in ctx["nodes"]:
         assert entry["node"].mac is not None
@@ -131,7 +134,7 @@ def check_tools() -> None:
     for tool, pkg in (("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"), ("mksquashfs", "squashfs-tools"),
                       ("mount", "mount")):
         require(tool, pkg)
-    for path, pkg in ((PXELINUX, "pxelinux"), (LDLINUX, "syslinux-common")):
+    for path, pkg in ((PXELINUX, "pxelinux"), (LDLINUX, "syslinux-common"), *((m, "syslinux-common") for m in COM32)):
         if not path.exists():
             raise BuilderError(f"{path}: missing; install {pkg} (apt install {pkg})")
 
@@ -146,7 +149,8 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dic
         tftp = tmp / "tftp"
         (tftp / "pxelinux.cfg").mkdir(parents=True)
         shutil.copy(PXELINUX, tftp / PXELINUX.name)
-        shutil.copy(LDLINUX, tftp / LDLINUX.name)
+        for module in (LDLINUX, *COM32):
+            shutil.copy(module, tftp / module.name)
         for rel, text in configs.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
@@ -266,6 +270,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.say(f"http: {self.client_address[0]} {format % args}")
 
 
+READY = "ready:"  # what `serve` says once dnsmasq and HTTP answer (the lab and tests wait for it)
+
+
 def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str], None] = print,
           ready: Callable[[], None] = lambda: None) -> int:
     """Serve a tree on `interface` in the foreground: dnsmasq (DHCP + TFTP) and HTTP, until
@@ -302,7 +309,13 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ready()
+        # dnsmasq writes its pid file once its sockets are bound: from then on it answers.
+        pidfile = rundir / "dnsmasq.pid"
+        while not stop.is_set() and proc.poll() is None and not pidfile.exists():
+            stop.wait(0.1)
+        if proc.poll() is None and not stop.is_set():
+            say(f"{READY} dnsmasq (pid {proc.pid}) and HTTP on {interface} ({server})")
+            ready()
         while not stop.is_set() and proc.poll() is None:
             stop.wait(0.5)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,10 +44,12 @@ def test_each_node_gets_an_entry_by_mac_and_every_other_machine_is_told_why_not(
             "console=ttyS0,115200 net.ifnames=0 lvs.node=loadb2\n") in loadb2
     assert "  IPAPPEND 2\n" in loadb2  # BOOTIF: the initramfs configures the NIC it booted from
     default = files["tftp/pxelinux.cfg/default"]
-    assert "SAY lvs-builder: this machine's MAC is in no node of the reference cluster's spec, so it does not " \
-           "join the cluster.\n" in default
-    assert "loadb1 (52:54:00:00:01:03)" in default
+    assert "  COM32 cat.c32\n  APPEND pxelinux.cfg/not-a-node.txt\n" in default
     assert "KERNEL" not in default and "  LOCALBOOT -1\n" in default
+    why = files["tftp/pxelinux.cfg/not-a-node.txt"]
+    assert why.startswith("lvs-builder: this machine's MAC is in no node of the reference cluster's spec, so it "
+                          "does not join the cluster.\n")
+    assert "loadb1 (52:54:00:00:01:03)" in why
 
 
 def test_dnsmasq_accepts_both_configurations(tmp_path: Path) -> None:
@@ -107,7 +110,7 @@ def served(pxe_tree: PxeTree, netns: Netns, tmp_path: Path) -> Iterator[tuple[Ne
                                             "--interface", BRIDGE]), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
-        while "dnsmasq: started" not in log.read_text():
+        while "ready: dnsmasq (pid" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         yield netns, log
@@ -137,7 +140,8 @@ def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree) -> None:
         fstab = subprocess.run(["unsquashfs", "-cat", str(pxe_tree.tree / "http" / role / "filesystem.squashfs"),
                                 "etc/fstab"], capture_output=True, text=True, check=True).stdout
         assert not [line for line in fstab.splitlines() if line.split()[1:2] == ["/"]], fstab
-    assert (pxe_tree.tree / "tftp" / "lpxelinux.0").exists() and (pxe_tree.tree / "tftp" / "ldlinux.c32").exists()
+    for module in ("lpxelinux.0", "ldlinux.c32", "cat.c32", "libcom32.c32"):
+        assert (pxe_tree.tree / "tftp" / module).exists(), module
 
 
 @pytest.mark.slow
@@ -171,7 +175,8 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         assert facts["authkeys"] == "600 root:root"
         assert facts["failed"].strip() == "", facts["failed"]
         console = node.console_text()
-        assert "lvs-builder: booting loadb2, director of the reference cluster" in console
+        assert re.search(r"Command line: .*fetch=http://192\.168\.1\.10/director/filesystem\.squashfs .*"
+                         r"lvs\.node=loadb2", console), console[:3000]
         assert "lvs-identity: this machine is loadb2, director of the reference cluster " \
                "(lvs.node=loadb2 on the kernel command line)" in console
         # The stranger got an address from the pool, read the default entry, and went no further.
@@ -208,7 +213,7 @@ def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTr
         assert r.stderr.strip().splitlines()[-1] == (
             f"error: {BRIDGE}: another DHCP server already answers here (192.168.1.1); two would hand out "
             "conflicting leases: serve with --proxy (boot information only, that server keeps the addresses)")
-        assert "dnsmasq: started" not in r.stderr
+        assert "ready:" not in r.stdout + r.stderr
     finally:
         other.terminate()
         other.wait(30)
