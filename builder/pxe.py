@@ -192,7 +192,10 @@ def read_manifest(tree: Path) -> dict[str, Any]:
 
 # -- serving ---------------------------------------------------------------------------
 
-def other_dhcp_servers(interface: str, timeout: float = 3.0) -> list[str]:
+DHCP_PROBE_SECONDS = 8.0  # dnsmasq pings an address for ~3 s before it offers it; others are slower
+
+
+def other_dhcp_servers(interface: str, timeout: float = DHCP_PROBE_SECONDS) -> list[str]:
     """Who answers a DHCPDISCOVER on `interface` (sent from its own MAC, broadcast flag set):
     the addresses of the DHCP servers already on that segment."""
     try:
@@ -286,6 +289,7 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
                            "or build the tree for this machine's address")
     mode = "proxy" if proxy else manifest["dhcp"]
     if mode == "static":
+        say(f"listening {DHCP_PROBE_SECONDS:.0f} s on {interface} for another DHCP server")
         others = other_dhcp_servers(interface)
         if others:
             raise BuilderError(f"{interface}: another DHCP server already answers here ({', '.join(others)}); "

@@ -195,17 +195,24 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
 def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTree, netns: Netns,
                                                                  tmp_path: Path) -> None:
     need_tool("dnsmasq")
+    # The other DHCP server is another machine on the segment: its own namespace (one that
+    # shared ours would drop our probe, which comes from an address local to it), a veth
+    # into our bridge, no route anywhere else.
     ip = ["ip", "-n", netns.name]
-    subprocess.run([*ip, "link", "add", "other0", "type", "veth", "peer", "name", "other1"], check=True)
-    subprocess.run([*ip, "link", "set", "other0", "master", BRIDGE, "up"], check=True)
-    subprocess.run([*ip, "address", "add", "192.168.1.1/24", "dev", "other1"], check=True)
-    subprocess.run([*ip, "link", "set", "other1", "up"], check=True)
-    other = subprocess.Popen(netns.argv([
-        "dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=other1",
-        "--dhcp-range=192.168.1.150,192.168.1.159,1h", f"--dhcp-leasefile={tmp_path / 'other.leases'}",
-        f"--pid-file={tmp_path / 'other.pid'}", "--conf-file=/dev/null", "--log-facility=-"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    other_ns = f"{netns.name}-other"
+    subprocess.run(["ip", "netns", "add", other_ns], check=True)
+    other = None
     try:
+        subprocess.run([*ip, "link", "add", "other0", "type", "veth", "peer", "name", "other1", "netns", other_ns],
+                       check=True)
+        subprocess.run([*ip, "link", "set", "other0", "master", BRIDGE, "up"], check=True)
+        subprocess.run(["ip", "-n", other_ns, "address", "add", "192.168.1.1/24", "dev", "other1"], check=True)
+        subprocess.run(["ip", "-n", other_ns, "link", "set", "other1", "up"], check=True)
+        other = subprocess.Popen(["ip", "netns", "exec", other_ns,
+            "dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=other1",
+            "--dhcp-range=192.168.1.150,192.168.1.159,1h", f"--dhcp-leasefile={tmp_path / 'other.leases'}",
+            f"--pid-file={tmp_path / 'other.pid'}", "--conf-file=/dev/null", "--log-facility=-"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)
         r = subprocess.run(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(pxe_tree.tree),
                                        "--interface", BRIDGE]), capture_output=True, text=True, timeout=60)
@@ -215,8 +222,10 @@ def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTr
             "conflicting leases: serve with --proxy (boot information only, that server keeps the addresses)")
         assert "ready:" not in r.stdout + r.stderr
     finally:
-        other.terminate()
-        other.wait(30)
+        if other is not None:
+            other.terminate()
+            other.wait(30)
+        subprocess.run(["ip", "netns", "delete", other_ns], check=False)
 
 
 @pytest.mark.slow
