@@ -236,7 +236,9 @@ def test_the_lab_proves_the_cluster_booted_diskless_from_the_tree(
             "--no-build", "--workdir", str(tmp_path / "lab"), "--json"]
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
-    table = (tmp_path / "lab" / "report.md").read_text()
+    report_md = tmp_path / "lab" / "report.md"
+    assert report_md.exists(), f"lab --pxe ended ({proc.returncode}) without a report: {stderr[-3000:]}"
+    table = report_md.read_text()
     capman = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
         print("\n" + table)
