@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -761,6 +762,10 @@ def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios
             lab.run(scenarios, report)
         except BuilderError as e:
             report.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a bug of ours still ends in a report, with its traceback
+            trace = workdir / "lab-error.txt"
+            trace.write_text(traceback.format_exc())
+            report.error = f"{type(e).__name__}: {e} (a bug in the lab; traceback in {trace})"
         finally:
             report.total_s = time.monotonic() - start
             report.notes = lab.notes
