@@ -15,6 +15,7 @@ import base64
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -141,21 +142,28 @@ class Vm:
         with self.lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(str(self.qga_socket))
-            sync_id = int(time.monotonic() * 1000) % 2**31
+            sync_id = secrets.randbelow(2**31)
             s.sendall(json.dumps({"execute": "guest-sync", "arguments": {"id": sync_id}}).encode() + b"\n")
             s.sendall(json.dumps(command).encode() + b"\n")
+            # The channel may still hold the reply to an earlier command that timed out (a
+            # ping during boot): skip everything up to our own guest-sync's reply; the next is ours.
             buf = b""
-            replies: list[dict[str, Any]] = []
-            while len(replies) < 2:
+            synced = False
+            reply: dict[str, Any] | None = None
+            while reply is None:
                 chunk = s.recv(65536)
                 if not chunk:
                     raise OSError("guest agent closed the channel")
                 buf += chunk
-                while b"\n" in buf:
+                while b"\n" in buf and reply is None:
                     line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        replies.append(json.loads(line))
-        reply = replies[-1]
+                    if not line.strip():
+                        continue
+                    message = json.loads(line)
+                    if synced:
+                        reply = message
+                    elif message.get("return") == sync_id:
+                        synced = True
         if "error" in reply:
             raise BuilderError(f"{self.name}: guest agent: {reply['error'].get('desc')}")
         return reply["return"]
