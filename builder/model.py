@@ -515,6 +515,7 @@ _IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _SERIAL_RE = re.compile(r"^/dev/tty[A-Za-z0-9]+$")
 _FACILITY_RE = re.compile(r"^(local[0-7]|daemon|user|syslog|auth|authpriv|none|/\S+)$")
+MAX_TIMING_S = 3600  # heartbeat timings: anything longer is a typo, and * 1000 must stay finite
 _CHECK_SERVICES = (
     "dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "mysql", "nntp",
     "none", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp", "sip", "smtp", "submission",
@@ -805,6 +806,9 @@ def _check_heartbeat(m: Cluster, c: _Collector, allow_weak_auth: bool, warnings:
         v = getattr(t, name)
         if v <= 0:
             c.add(f"heartbeat.timing.{name}", f"must be greater than 0, got {v:g}")
+        elif v > MAX_TIMING_S:
+            c.add(f"heartbeat.timing.{name}", f"{v:g} s is more than {MAX_TIMING_S} s: a cluster that waits an hour "
+                  "to act is no high-availability cluster")
         elif round(v * 1000) != v * 1000:
             c.add(f"heartbeat.timing.{name}", f"{v:g} s is finer than the millisecond heartbeat counts in")
     if t.keepalive > 0 and t.deadtime <= 2 * t.keepalive:

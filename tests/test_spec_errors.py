@@ -78,6 +78,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "heartbeat.timing.initdead: 8 s must be at least deadtime (5 s) and at least 10 s (links come up slowly at boot)"),
     ({"heartbeat.timing.warntime": 6},
      "heartbeat.timing.warntime: 6 s must lie between keepalive (1 s) and deadtime (5 s)"),
+    ({"heartbeat.timing.initdead": 1.8e305},  # found by the fuzz: * 1000 overflowed to infinity
+     "heartbeat.timing.initdead: 1.8e+305 s is more than 3600 s: a cluster that waits an hour to act is no "
+     "high-availability cluster"),
     ({"heartbeat.timing.keepalive": 0.0005},
      "heartbeat.timing.keepalive: 0.0005 s is finer than the millisecond heartbeat counts in"),
     ({"heartbeat.media[0]": {"type": "serial", "device": "/tmp/ttyS0"}},
