@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -49,6 +50,12 @@ CONVERGE_TIMEOUT = 420    # -> both directors pass lvs-cluster-check and the cli
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
 STEADY = 5                # consecutive good answers that count as "served again"
 POLL = 1.0
+# The download held across a director failover: seq's lines (deterministic, so any byte lost,
+# doubled or reordered changes the checksum), read at a rate that makes it last ~45 s.
+TRANSFER_PATH = "/lvs-lab-transfer.txt"
+TRANSFER_LINES = 1_000_000
+TRANSFER_RATE = 150_000     # bytes a second
+TRANSFER_TIMEOUT = 120      # seconds without a byte before the client gives up
 
 
 class Failure(enum.Enum):
@@ -62,11 +69,13 @@ class Scenario:
     title: str
     reals: str                      # which real servers fail: "none", "one", "all"
     director: Failure | None = None  # how the active director fails, if it does
+    transfer: bool = False          # a long download through the VIP spans the failure
 
 
 SCENARIOS = (
     Scenario("1", "one web server fails", "one"),
-    Scenario("2-kill", "the active director fails (power loss)", "none", Failure.KILL),
+    Scenario("2-kill", "the active director fails (power loss), a long download in flight", "none", Failure.KILL,
+             transfer=True),
     Scenario("2-stop", "the active director fails (heartbeat stopped)", "none", Failure.STOP),
     Scenario("3-kill", "one web server and the active director fail (power loss)", "one", Failure.KILL),
     Scenario("3-stop", "one web server fails, the active director's heartbeat stops", "one", Failure.STOP),
@@ -93,6 +102,7 @@ class Row:
     failed_restoring: int | None = None  # of `failed`: while the failed machines came back
     vip_at_end: str | None = None
     seconds: float | None = None
+    transfer: dict[str, Any] | None = None  # the download that spanned the failure, if any
 
 
 @dataclass
@@ -206,6 +216,22 @@ def in_turn(answers: list[Answer], reals: list[str]) -> bool:
 
 
 # -- the lab -----------------------------------------------------------------------------
+
+def transfer_content() -> bytes:
+    """What `seq 1 TRANSFER_LINES` writes: the file the real servers serve for the download."""
+    return "".join(f"{i}\n" for i in range(1, TRANSFER_LINES + 1)).encode()
+
+
+@dataclass
+class Transfer:
+    """A download through the VIP, started before a failure, checked after it."""
+    proc: subprocess.Popen[bytes]
+    log: Path
+    size: int
+    sha256: str
+    port: int | None = None
+    synced_to: str | None = None   # the standby whose IPVS table held the connection before the failure
+
 
 @dataclass
 class LabNode:
@@ -561,6 +587,7 @@ class Lab:
         row = Row("scenario", sc.key, sc.title, False)
         self.progress(f"scenario {sc.key}: {sc.title}")
 
+        transfer = self._start_transfer(standby, row) if sc.transfer else None
         t_fail = time.monotonic()
         for n in failed_reals:
             n.vm.stop()
@@ -624,6 +651,8 @@ class Lab:
         ok, _, _, why = self.converge(survivor)
         if not ok:
             problems.append(f"did not converge again within {CONVERGE_TIMEOUT} s: {why}")
+        if transfer is not None:
+            problems += self._finish_transfer(transfer, row, t_fail)
         t_end = time.monotonic()
         holder = self.vip_holder()
         window = self.answers(t_fail)
@@ -641,8 +670,92 @@ class Lab:
         row.seconds = t_end - t_fail
         row.ok = not problems and not row.detail
         row.detail = "; ".join(filter(None, [row.detail, *problems])) or "; ".join(
-            [self._summary(failed_reals, sc, active), *notes])
+            [self._summary(failed_reals, sc, active), *self._transfer_summary(row), *notes])
         return row, (holder if ok else None)
+
+    # -- a download across a failover -----------------------------------------------------
+
+    def _start_transfer(self, standby: LabNode, row: Row) -> Transfer | None:
+        """Put the file on every real server, start the rate-limited download through the VIP,
+        and wait until the standby's IPVS table holds the connection (sent by the active's sync
+        daemon to the standby's backup daemon): that entry is what lets the standby carry the
+        connection on when it takes the VIP."""
+        content = transfer_content()
+        expected = hashlib.sha256(content).hexdigest()
+        target = f"/var/www/html{TRANSFER_PATH}"
+        for n in self.reals:
+            r = self.sh(n, f"seq 1 {TRANSFER_LINES} > {target}.tmp && mv {target}.tmp {target} && sha256sum {target}")
+            if r is None or r.exitcode != 0 or not r.stdout.startswith(expected):
+                row.detail = f"{n.node.name}: could not put the download's file in place"
+                return None
+        vs = self.cluster.virtual_services[0]
+        log = self.workdir / "transfer.jsonl"
+        log.unlink(missing_ok=True)
+        proc = self._spawn(self.netns.argv(
+            [sys.executable, "-m", "builder.labclient", "--transfer", "--host", str(vs.address),
+             "--port", str(vs.port or 80), "--path", TRANSFER_PATH, "--rate", str(TRANSFER_RATE),
+             "--timeout", str(TRANSFER_TIMEOUT), "--out", str(log)]), "transfer.log")
+        tr = Transfer(proc, log, len(content), expected)
+        deadline = time.monotonic() + 30
+        while tr.port is None and time.monotonic() < deadline and proc.poll() is None:
+            started = [e for e in self._transfer_events(tr) if e.get("event") == "started"]
+            tr.port = started[0]["port"] if started else None
+            time.sleep(0.2)
+        if tr.port is None:
+            row.detail = "the download through the VIP did not start"
+            return tr
+        client = f"{self.netns.host.ip}:{tr.port}"
+        while time.monotonic() < deadline + 30 and tr.synced_to is None:
+            r = self.sh(standby, "ipvsadm -L -n -c")
+            if r is not None and client in r.stdout:
+                tr.synced_to = standby.node.name
+            else:
+                time.sleep(POLL)
+        self.progress(f"download {client} -> {vs.address}: started; "
+                      + (f"in {tr.synced_to}'s IPVS table (synced)" if tr.synced_to else
+                         f"not in {standby.node.name}'s IPVS table"))
+        return tr
+
+    def _transfer_events(self, tr: Transfer) -> list[dict[str, Any]]:
+        events = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in tr.log.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+        return events
+
+    def _finish_transfer(self, tr: Transfer, row: Row, t_fail: float) -> list[str]:
+        """Wait for the download's end; it must be whole (size and checksum) and have gone on
+        past the failure."""
+        try:
+            tr.proc.wait(TRANSFER_TIMEOUT + tr.size / TRANSFER_RATE)
+        except subprocess.TimeoutExpired:
+            tr.proc.kill()
+            tr.proc.wait()
+        done = next((e for e in self._transfer_events(tr) if e.get("event") == "done"), None)
+        row.transfer = {"bytes_expected": tr.size, "sha256_expected": tr.sha256, "synced_to": tr.synced_to,
+                        **({k: done.get(k) for k in ("ok", "bytes", "sha256", "error")} if done else {}),
+                        "ended_after_failure_s": done["t1"] - t_fail if done else None}
+        problems = []
+        if tr.synced_to is None:
+            problems.append("the download's connection never reached the standby's IPVS table (sync daemon)")
+        if done is None:
+            problems.append("the download did not end")
+        elif not done["ok"] or done["bytes"] != tr.size or done["sha256"] != tr.sha256:
+            problems.append(f"the download broke: {done['bytes']} of {tr.size} bytes"
+                            + (f", {done['error']}" if done.get("error") else "")
+                            + ("" if done["sha256"] == tr.sha256 else ", checksum differs"))
+        elif done["t1"] <= t_fail:
+            problems.append("the download ended before the failure: it proves nothing (raise its size)")
+        return problems
+
+    @staticmethod
+    def _transfer_summary(row: Row) -> list[str]:
+        t = row.transfer
+        if not t:
+            return []
+        return [f"download of {t['bytes_expected'] / 1e6:.1f} MB across the failover intact (sha256), "
+                f"synced to {t['synced_to']}, ended {t['ended_after_failure_s']:.0f} s after the failure"]
 
     def _summary(self, failed_reals: list[LabNode], sc: Scenario, active: LabNode) -> str:
         parts = [f"{n.node.name} killed" for n in failed_reals]
