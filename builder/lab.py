@@ -547,7 +547,8 @@ class Lab:
             ("b", "ldirectord ldirectord.cf status: running on both (no heartbeat resource)", ("ldirectord ",)),
             ("c", "ipvsadm -L -n on both: the service, its scheduler, every real (Route), fallback",
              ("ipvsadm",)),
-            ("d", "LVSSyncDaemonSwap master status: master running on the active only", ("LVSSyncDaemonSwap",)),
+            ("d", "LVSSyncDaemonSwap master status: master running on the active only; backup on the standby",
+             ("LVSSyncDaemonSwap",)),
             ("e", "heartbeat runs on both directors and each sees the other", ("heartbeat", "peer ", "node name")),
         ]
         for key, title, prefixes in groups:
@@ -705,7 +706,8 @@ class Lab:
             row.detail = "the download through the VIP did not start"
             return tr
         client = f"{self.netns.host.ip}:{tr.port}"
-        while time.monotonic() < deadline + 30 and tr.synced_to is None:
+        deadline = time.monotonic() + 20  # the download lasts ~45 s: the failure must come well within it
+        while time.monotonic() < deadline and tr.synced_to is None:
             r = self.sh(standby, "ipvsadm -L -n -c")
             if r is not None and client in r.stdout:
                 tr.synced_to = standby.node.name

@@ -106,6 +106,7 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     wants = "etc/systemd/system/multi-user.target.wants/*.service"
     assert "heartbeat.service" in _links(ch, wants)
     assert "ldirectord.service" in _links(ch, wants)
+    assert "lvs-sync-backup.service" in _links(ch, wants)  # the standby receives the active's connections
     assert _links(ch, "etc/rc2.d/S*ldirectord") != [] and _links(ch, "etc/rc2.d/S*heartbeat") != []
     # Idempotent: configuring again changes nothing.
     state = ch.snapshot()
