@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,17 @@ def _isolated_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """The built-in spec keeps its key in the user's data dir: never the real one in tests."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+
+
+@pytest.fixture
+def show(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Print past pytest's capture: figures (sizes, boot times, the lab's report) belong in the CI log."""
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def say(text: str) -> None:
+        with capman.global_and_fixture_disabled():
+            print(text, flush=True)
+    return say
 
 
 @pytest.fixture

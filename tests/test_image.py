@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +29,22 @@ def images(built_images: BuiltImages) -> Path:
     return built_images.out
 
 
+class Vms(list[Vm]):
+    """The VMs a test started (stopped by PID afterwards), and where to show their boot times."""
+    def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__()
+        self.show = show
+
+
 @pytest.fixture
-def vm_factory(tmp_path: Path) -> Iterator[list[Vm]]:
-    vms: list[Vm] = []
+def vm_factory(show: Callable[[str], None]) -> Iterator[Vms]:
+    vms = Vms(show)
     yield vms
     for vm in vms:
         vm.stop()
 
 
-def boot(vms: list[Vm], tmp_path: Path, images: Path, role: str, *, mac: str,
+def boot(vms: Vms, tmp_path: Path, images: Path, role: str, *, mac: str,
          node: str | None = None, settle: bool = True) -> Vm:
     name = f"lvs-{role}-trixie"
     vm = Vm(name=f"{role}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=tmp_path, mac=mac)
@@ -50,7 +57,7 @@ def boot(vms: list[Vm], tmp_path: Path, images: Path, role: str, *, mac: str,
     vm.wait_agent(BOOT_TIMEOUT)
     if settle:
         state = vm.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
-        print(f"{vm.name}: {state} after {time.monotonic() - start:.0f} s under emulation")
+        vms.show(f"\n{vm.name} from its disk image: {state} after {time.monotonic() - start:.0f} s under emulation")
     return vm
 
 
@@ -60,7 +67,7 @@ def facts(vm: Vm, script: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
-def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: Path, vm_factory: Vms) -> None:
     vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:00:01:04")
     f = facts(vm, r"""
         echo hostname=$(hostname)
@@ -119,7 +126,7 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
 
 
 def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
-        images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+        images: Path, tmp_path: Path, vm_factory: Vms) -> None:
     # The MAC is webserver1's, but lvs.node= on the command line comes first.
     vm = boot(vm_factory, tmp_path, images, "realserver", mac="52:54:00:00:01:01", node="webserver2")
     f = facts(vm, r"""
@@ -140,7 +147,7 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
     assert f["index"] == "real server webserver2"
 
 
-def test_a_machine_with_no_identity_stays_out(images: Path, tmp_path: Path, vm_factory: list[Vm]) -> None:
+def test_a_machine_with_no_identity_stays_out(images: Path, tmp_path: Path, vm_factory: Vms) -> None:
     # Not settled: with no address, systemd-networkd-wait-online would hold the boot for 2 min.
     vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:99:99:99", settle=False)
     console = vm.wait_console("this machine stays out of the reference cluster", BOOT_TIMEOUT)

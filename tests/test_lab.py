@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,14 +49,12 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_the_lab_proves_the_reference_cluster(built_images: BuiltImages, tmp_path: Path,
-                                              pytestconfig: pytest.Config) -> None:
+                                              show: Callable[[str], None]) -> None:
     argv, env = lab_argv(built_images, tmp_path / "lab", "--json")
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
     table = (tmp_path / "lab" / "report.md").read_text()
-    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():  # the report table belongs in the CI log
-        print("\n" + table)
+    show("\n" + table)
     assert proc.returncode == 0, stderr[-3000:]
     report = json.loads(stdout)
     assert report["ok"] is True and report["error"] is None

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -127,14 +127,14 @@ def pxe_vm(netns: Netns, tmp_path: Path, mac: str, tap: str) -> Vm:
 
 
 @pytest.mark.slow
-def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree) -> None:
+def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree, show: Callable[[str], None]) -> None:
     manifest = json.loads((pxe_tree.tree / "pxe.json").read_text())
     assert manifest["server"] == "192.168.1.10" and manifest["dhcp"] == "static"
-    print(f"\nbuild-pxe: {pxe_tree.seconds:.0f} s")
+    show(f"\nbuild-pxe: {pxe_tree.seconds:.0f} s")
     for role in ("director", "realserver"):
         sizes = manifest["roles"][role]["bytes"]
         assert sorted(sizes) == ["filesystem.squashfs", "initrd.img", "vmlinuz"]
-        print(f"{role}: " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in sizes.items()))
+        show(f"{role}: " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in sizes.items()))
         kernel = pxe_tree.images / f"lvs-{role}-trixie.vmlinuz"
         assert (pxe_tree.tree / "http" / role / "vmlinuz").read_bytes() == kernel.read_bytes()
         fstab = subprocess.run(["unsquashfs", "-cat", str(pxe_tree.tree / "http" / role / "filesystem.squashfs"),
@@ -146,7 +146,7 @@ def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree) -> None:
 
 @pytest.mark.slow
 def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_not_join(
-        served: tuple[Netns, Path], tmp_path: Path) -> None:
+        served: tuple[Netns, Path], tmp_path: Path, show: Callable[[str], None]) -> None:
     netns, log = served
     node = pxe_vm(netns, tmp_path, "52:54:00:00:01:04", "tap0")       # loadb2's MAC
     stranger = pxe_vm(netns, tmp_path, "52:54:00:99:99:98", "tap1")   # in no node of the spec
@@ -157,7 +157,7 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         stranger.wait_console("does not join the cluster", BOOT_TIMEOUT)
         node.wait_agent(BOOT_TIMEOUT)
         state = node.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
-        print(f"\nloadb2 over PXE: {state} after {time.monotonic() - start:.0f} s under emulation")
+        show(f"\nloadb2 over PXE: {state} after {time.monotonic() - start:.0f} s under emulation")
         r = node.sh(r"""
             echo hostname=$(hostname)
             echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}' | tr '\n' ' ')
@@ -230,7 +230,7 @@ def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTr
 
 @pytest.mark.slow
 def test_the_lab_proves_the_cluster_booted_diskless_from_the_tree(
-        pxe_tree: PxeTree, built_images: BuiltImages, tmp_path: Path, pytestconfig: pytest.Config) -> None:
+        pxe_tree: PxeTree, built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
     env = dict(os.environ, XDG_DATA_HOME=str(built_images.data_home))
     argv = [LVS_BUILDER, "lab", "--pxe", "--pxe-tree", str(pxe_tree.tree), "--images", str(built_images.out),
             "--no-build", "--workdir", str(tmp_path / "lab"), "--json"]
@@ -239,9 +239,7 @@ def test_the_lab_proves_the_cluster_booted_diskless_from_the_tree(
     report_md = tmp_path / "lab" / "report.md"
     assert report_md.exists(), f"lab --pxe ended ({proc.returncode}) without a report: {stderr[-3000:]}"
     table = report_md.read_text()
-    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print("\n" + table)
+    show("\n" + table)
     assert proc.returncode == 0, stderr[-3000:]
     report = json.loads(stdout)
     assert report["ok"] is True and report["boot"] == "pxe"
