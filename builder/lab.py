@@ -175,18 +175,18 @@ class Answer:
     error: str | None
 
 
-def read_answers(path: Path) -> list[Answer]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a lab client has written so far (none if it has not started)."""
     out = []
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    for line in text.splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        out.append(Answer(d["t0"], d["t1"], d["ok"], d.get("who"), d.get("error")))
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):  # a line being written
+                out.append(json.loads(line))
+    return out
+
+
+def read_answers(path: Path) -> list[Answer]:
+    out = [Answer(d["t0"], d["t1"], d["ok"], d.get("who"), d.get("error")) for d in read_jsonl(path)]
     return sorted(out, key=lambda a: a.t0)  # written as they end
 
 
@@ -699,7 +699,7 @@ class Lab:
         tr = Transfer(proc, log, len(content), expected)
         deadline = time.monotonic() + 30
         while tr.port is None and time.monotonic() < deadline and proc.poll() is None:
-            started = [e for e in self._transfer_events(tr) if e.get("event") == "started"]
+            started = [e for e in read_jsonl(tr.log) if e.get("event") == "started"]
             tr.port = started[0]["port"] if started else None
             time.sleep(0.2)
         if tr.port is None:
@@ -718,14 +718,6 @@ class Lab:
                          f"not in {standby.node.name}'s IPVS table"))
         return tr
 
-    def _transfer_events(self, tr: Transfer) -> list[dict[str, Any]]:
-        events = []
-        with contextlib.suppress(FileNotFoundError):
-            for line in tr.log.read_text().splitlines():
-                with contextlib.suppress(ValueError):
-                    events.append(json.loads(line))
-        return events
-
     def _finish_transfer(self, tr: Transfer, row: Row, t_fail: float) -> list[str]:
         """Wait for the download's end; it must be whole (size and checksum) and have gone on
         past the failure."""
@@ -734,7 +726,7 @@ class Lab:
         except subprocess.TimeoutExpired:
             tr.proc.kill()
             tr.proc.wait()
-        done = next((e for e in self._transfer_events(tr) if e.get("event") == "done"), None)
+        done = next((e for e in read_jsonl(tr.log) if e.get("event") == "done"), None)
         row.transfer = {"bytes_expected": tr.size, "sha256_expected": tr.sha256, "synced_to": tr.synced_to,
                         **({k: done.get(k) for k in ("ok", "bytes", "sha256", "error")} if done else {}),
                         "ended_after_failure_s": done["t1"] - t_fail if done else None}
