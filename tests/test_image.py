@@ -92,7 +92,7 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
         in vm.console_text()
 
     # Alone, the director takes over after initdead: heartbeat starts its resources in order
-    # (IPaddr2, LVSSyncDaemonSwap master); ldirectord has run since boot.
+    # (LVSVip, LVSSyncDaemonSwap master); ldirectord has run since boot.
     deadline = time.monotonic() + BOOT_TIMEOUT
     while "192.168.1.105/24" not in vm.sh("ip -4 -o address show dev eth0").stdout:
         assert time.monotonic() < deadline, "heartbeat never took the VIP"

@@ -106,8 +106,9 @@ def test_haresources_is_the_tutorials_without_ldirectord_and_vip_first() -> None
     node, ldirectord, sync, vip = " ".join(_significant(TUTORIAL_HARESOURCES.replace("\\", ""))).split()
     assert ldirectord == "ldirectord::ldirectord.cf"
     # The deliberate differences: ldirectord runs on both directors from boot, so a takeover
-    # moves only the VIP and the sync daemon's master role, and claims the address first.
-    assert ours == [" ".join((node, vip, sync))]
+    # moves only the VIP and the sync daemon's master role, and claims the address first, with
+    # our LVSVip (IPaddr2's argument, a few commands instead of the OCF agent's checks).
+    assert ours == [" ".join((node, vip.replace("IPaddr2::", "LVSVip::"), sync))]
 
 
 def test_ldirectord_cf_is_the_tutorials_line_for_line() -> None:
@@ -167,7 +168,7 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
                  "keepalive 500ms", "deadtime 3"):
         assert line in ha
     hares = files["etc/ha.d/haresources"].content.decode()
-    assert "IPaddr2::192.168.1.106/24/eth0/192.168.1.255" in hares
+    assert "LVSVip::192.168.1.106/24/eth0/192.168.1.255" in hares
     mods = files["etc/modules-load.d/lvs-director.conf"].content.decode().split()
     assert "ip_vs_mh" in mods
     unit = rendered(Role.REALSERVER, reference)["usr/lib/systemd/system/lvs-realserver.service"].content.decode()
