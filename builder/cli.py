@@ -205,13 +205,19 @@ cli.add_command(build_image)
               help="boot every node diskless from the PXE tree, served by `pxe serve` in the namespace")
 @click.option("--pxe-tree", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="the tree for --pxe; default: IMAGES/pxe (made from the images when missing or stale)")
+@click.option("--keepalived-peer", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="boot the directors from this image instead: bench/keepalived's hand-made keepalived "
+                   "directors of the reference cluster (bench/run builds it), for the side-by-side figures")
 @authkey_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
-            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, authkey_file: Path | None,
-            allow_weak_auth: bool) -> None:
+            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None,
+            authkey_file: Path | None, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
+    if keepalived_peer is not None and (spec_path is not None or pxe_boot):
+        raise click.UsageError("--keepalived-peer: the peer is configured by hand for the built-in reference "
+                               "cluster, booted from disk; drop --spec and --pxe")
     loaded = _load(spec_path, None, allow_weak_auth)
     start = time.monotonic()
 
@@ -224,10 +230,14 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
                                      authkey_file=authkey_file, on_step=progress)
         found = {}
     else:
-        found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress)
+        found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress,
+                                    roles=(Role.REALSERVER,) if keepalived_peer else (Role.DIRECTOR, Role.REALSERVER))
+        if keepalived_peer is not None:
+            found[Role.DIRECTOR] = keepalived_peer
     chosen = [s for s in lab.SCENARIOS if not scenarios or s.key in scenarios]
-    workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab")
-    report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree)
+    workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
+    report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
+                         peer=keepalived_peer is not None)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     (workdir / "report.md").write_text(report.table() + "\n")
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())

@@ -111,6 +111,7 @@ class Report:
     release: str
     rows: list[Row] = field(default_factory=list)
     boot: str = "disk"                 # "disk": the role images; "pxe": diskless from the PXE tree
+    directors: str = "lvs-director"    # or "keepalived (bench peer)": bench/run's side-by-side
     boot_s: float | None = None        # VMs started -> every guest agent answers
     serving_s: float | None = None     # VMs started -> the first answer through the VIP
     healthy_s: float | None = None     # VMs started -> every check passes
@@ -131,7 +132,8 @@ class Report:
 
         source = "the PXE tree, diskless" if self.boot == "pxe" else "the disk images"
         lines = [
-            f"lab: cluster {self.cluster} ({self.release}, booted from {source}); VMs up in {num(self.boot_s)} s, "
+            f"lab: cluster {self.cluster} ({self.release}, booted from {source}, directors: {self.directors}); "
+            f"VMs up in {num(self.boot_s)} s, "
             f"VIP served after {num(self.serving_s)} s, all checks passed after {num(self.healthy_s)} s; "
             f"total {num(self.total_s)} s",
             "",
@@ -260,8 +262,14 @@ def lab_mac(index: int) -> str:
 
 class Lab:
     def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path,
-                 progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None) -> None:
+                 progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
+                 peer: bool = False) -> None:
         self.cluster = cluster
+        # peer: the directors boot bench/keepalived's hand-made keepalived image instead of
+        # lvs-director's (bench/run's side-by-side): same VMs, network, client and failures;
+        # the VIP's place and ipvsadm are all there is to check on them.
+        self.peer = peer
+        self.ha_service = "keepalived.service" if peer else "heartbeat.service"
         self.images = images
         self.workdir = workdir
         self.pxe_tree = pxe_tree
@@ -499,6 +507,9 @@ class Lab:
                 why = "VIP on " + (", ".join(h.node.name for h in holders) or "no director")
             elif idle := self.unweighted_reals(holders[0]):
                 why = f"{holders[0].node.name}: ipvsadm does not send to " + ", ".join(idle)
+            elif self.peer:  # keepalived: no lvs-cluster-check; its roles are the VIP's place
+                checks = {d.node.name: {"role": "active" if d is holders[0] else "standby", "checks": []}
+                          for d in self.directors}
             else:
                 checks = self.cluster_checks(self.directors)
             roles = {name: (c or {}).get("role") for name, c in checks.items()}
@@ -551,6 +562,11 @@ class Lab:
              ("LVSSyncDaemonSwap",)),
             ("e", "heartbeat runs on both directors and each sees the other", ("heartbeat", "peer ", "node name")),
         ]
+        if self.peer:  # keepalived's directors: no lvs-cluster-check, the VIP's place is their check
+            holders = self.vip_holders()
+            report.rows.append(Row("check", "a", "one director (keepalived's VRRP master) holds the VIP",
+                                   ok and len(holders) == 1, ", ".join(h.node.name for h in holders) or why))
+            groups = []
         for key, title, prefixes in groups:
             rows_ok = len(checks) == len(self.directors)
             details = [] if rows_ok else ["not checked: " + why]
@@ -595,9 +611,9 @@ class Lab:
         if sc.director is Failure.KILL:
             active.vm.stop()
         elif sc.director is Failure.STOP:
-            r = self.sh(active, "systemctl --no-block stop heartbeat.service")
+            r = self.sh(active, f"systemctl --no-block stop {self.ha_service}")
             if r is None or r.exitcode != 0:
-                row.detail = f"systemctl stop heartbeat on {active.node.name} failed"
+                row.detail = f"systemctl stop {self.ha_service} on {active.node.name} failed"
         pending = {n.node.name for n in failed_reals} | ({active.node.name} if sc.director else set())
         # Wait until every failure is detected, the survivor holds the VIP, and then STEADY
         # answers in a row come from the servers that should answer now.
@@ -630,6 +646,8 @@ class Lab:
             problems.append(f"{survivor.node.name} did not take the VIP")
         if served is None:
             problems.append("the VIP was not served again by " + ", ".join(sorted(expected)))
+        if sc.director:
+            self._save_journal(survivor, f"{sc.key}-{survivor.node.name}.journal")
         t_restore = time.monotonic()
 
         # Restore: power the killed machines on again (they take a minute to boot: the degraded
@@ -643,7 +661,7 @@ class Lab:
         if served is not None:
             problems += self._degraded_state(survivor, standby if not sc.director else None, failed_reals)
         if sc.director is Failure.STOP:
-            self.sh(active, "systemctl start heartbeat.service", timeout=120)
+            self.sh(active, f"systemctl start {self.ha_service}", timeout=120)
         try:
             self.wait_up([n for n in self.nodes if n in failed_reals or (n is active and sc.director is Failure.KILL)],
                          t_restore)
@@ -673,6 +691,13 @@ class Lab:
         row.detail = "; ".join(filter(None, [row.detail, *problems])) or "; ".join(
             [self._summary(failed_reals, sc, active), *self._transfer_summary(row), *notes])
         return row, (holder if ok else None)
+
+    def _save_journal(self, n: LabNode, name: str) -> None:
+        """The last minutes of a director's journal, monotonic timestamps (heartbeat's takeover,
+        step by step), into the workdir: where the time between detection and service went."""
+        r = self.sh(n, "journalctl -b -o short-monotonic --no-pager --since=-3min", timeout=60)
+        if r is not None:
+            (self.workdir / name).write_text(r.stdout + r.stderr)
 
     # -- a download across a failover -----------------------------------------------------
 
@@ -754,7 +779,8 @@ class Lab:
     def _summary(self, failed_reals: list[LabNode], sc: Scenario, active: LabNode) -> str:
         parts = [f"{n.node.name} killed" for n in failed_reals]
         if sc.director:
-            parts.append(f"{active.node.name} {'killed' if sc.director is Failure.KILL else 'heartbeat stopped'}")
+            parts.append(f"{active.node.name} " + ("killed" if sc.director is Failure.KILL else
+                                                   f"{self.ha_service.removesuffix('.service')} stopped"))
         return ", ".join(parts) + "; restored, converged"
 
     def _detect(self, survivor: LabNode, dead_director: LabNode | None, failed_reals: list[LabNode],
@@ -771,7 +797,9 @@ class Lab:
         now = time.monotonic() - t_fail
         status, addresses, table_text = (r.stdout.split("---\n") + ["", ""])[:3]
         vip_held = f" {self.cluster.vips[0]}/" in addresses
-        if dead_director is not None and dead_director.node.name in pending and status.strip() == "dead":
+        # keepalived has no cl_status: its survivor turning VRRP master (taking the VIP) is the detection.
+        dead = vip_held if self.peer else status.strip() == "dead"
+        if dead_director is not None and dead_director.node.name in pending and dead:
             row.detected[dead_director.node.name] = now
             pending.discard(dead_director.node.name)
         table = self.check.parse_ipvsadm(table_text)
@@ -788,6 +816,10 @@ class Lab:
 
     def _degraded_state(self, survivor: LabNode, standby: LabNode | None, failed_reals: list[LabNode]) -> list[str]:
         """What lvs-cluster-check says of the directors while machines are down."""
+        if self.peer:  # keepalived: no lvs-cluster-check; the survivor's table must skip the dead
+            idle = set(self.unweighted_reals(survivor))
+            return [f"{survivor.node.name}: ipvsadm still sends to {n.node.name}" for n in failed_reals
+                    if n.node.name not in idle]
         problems = []
         both = self.cluster_checks([survivor] + ([standby] if standby else []))
         c = both[survivor.node.name]
@@ -856,15 +888,17 @@ def interrupts_as_errors() -> Iterator[None]:
 
 
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
-            progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None) -> Report:
+            progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
+            peer: bool = False) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2")):
         require(tool, pkg)
     for role, image in images.items():
         if not image.exists():
             raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")
-    report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk")
+    report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk",
+                    directors="keepalived (bench peer)" if peer else "lvs-director")
     start = time.monotonic()
-    with interrupts_as_errors(), Lab(cluster, images, workdir, progress, pxe_tree) as lab:
+    with interrupts_as_errors(), Lab(cluster, images, workdir, progress, pxe_tree, peer) as lab:
         try:
             lab.run(scenarios, report)
         except BuilderError as e:

@@ -78,11 +78,12 @@ def normalized_yaml(cluster: Cluster) -> str:
 
 
 def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path | None = None,
-               on_step: Callable[[str], None] = lambda s: None, command: str = "lab") -> dict[Role, Path]:
+               on_step: Callable[[str], None] = lambda s: None, command: str = "lab",
+               roles: tuple[Role, ...] = (Role.DIRECTOR, Role.REALSERVER)) -> dict[Role, Path]:
     """The role images the lab (or build-pxe) boots: those in `images` if they were built from the packages this
     spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
     found: dict[Role, Path] = {}
-    for role in (Role.DIRECTOR, Role.REALSERVER):
+    for role in roles:
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"
         deb_path = images / deb.deb_name(loaded.cluster, role)
         with tempfile.TemporaryDirectory() as tmp:

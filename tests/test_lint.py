@@ -33,7 +33,8 @@ def _shell_scripts(tmp_path: Path) -> list[Path]:
                 out.append(p)
     out += [p for p in (REPO / ".ci").iterdir() if p.read_bytes().startswith(b"#!")]
     out += [p for p in REPO.glob("*.sh")]
-    out += [p for p in (REPO / "elements").rglob("*") if p.is_file() and p.read_bytes().startswith(b"#!")]
+    out += [p for elements in (REPO / "elements", REPO / "bench" / "keepalived") for p in elements.rglob("*")
+            if p.is_file() and p.read_bytes().startswith(b"#!")]
     return out
 
 
