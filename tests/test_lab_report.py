@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from builder import lab
-from builder.lab import Answer, Report, Row, in_turn, read_answers, served_again
+from builder.lab import Answer, Report, Row, in_turn, read_answers, seen_in_journal, served_again
 
 
 def ok(t: float, who: str) -> Answer:
@@ -79,3 +79,25 @@ def test_the_client_address_is_free_in_the_spec_subnet() -> None:
 
     cluster, _ = spec.load(None)
     assert str(lab.client_address(cluster)) == "192.168.1.254/24"
+
+
+# Lines as a survivor's `journalctl -b -o short-monotonic` wrote them in the lab.
+JOURNAL = """\
+[  108.798471] loadb2 heartbeat[502]: [502]: info: Status update for node loadb1: status active
+[  202.334323] loadb2 heartbeat[503]: [503]: WARN: node loadb1: is dead
+[  202.335815] loadb2 heartbeat[503]: [503]: info: Resources being acquired from loadb1.
+[  305.100000] loadb2 heartbeat[503]: [503]: info: Received shutdown notice from 'loadb1'.
+[   99.000000] loadb1 Keepalived_vrrp[420]: (VI_1) Entering MASTER STATE
+[  203.500000] loadb1 Keepalived_vrrp[420]: (VI_1) Entering MASTER STATE
+"""
+
+
+def test_detection_is_read_from_the_survivors_log_on_the_labs_clock() -> None:
+    # the failure at guest uptime 197.0: heartbeat declared loadb1 dead 5.3 s later
+    assert round(seen_in_journal(JOURNAL, "loadb1", False, -197.0) or -1, 3) == 5.334
+    # a clean stop after a later failure: the shutdown notice, not the earlier death
+    assert round(seen_in_journal(JOURNAL, "loadb1", False, -300.0) or -1, 3) == 5.1
+    # keepalived: the survivor's first MASTER state after the failure, not the one at boot
+    assert round(seen_in_journal(JOURNAL, "loadb2", True, -200.0) or -1, 3) == 3.5
+    assert seen_in_journal(JOURNAL, "loadb2", False, -197.0) is None  # nothing about loadb2
+    assert seen_in_journal(JOURNAL, "loadb1", False, -400.0) is None  # all before the failure
