@@ -220,9 +220,9 @@ class Media:
 
 @dataclass(frozen=True)
 class Timing:
-    keepalive: float = 1
-    warntime: float = 3
-    deadtime: float = 5
+    keepalive: float = 0.5
+    warntime: float = 2
+    deadtime: float = 3
     initdead: float = 20
 
 

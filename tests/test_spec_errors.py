@@ -72,12 +72,12 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "every real server would fail its check"),
     ({f"{S}.check.request": DELETE}, f"{S}.check.request: required for checktype negotiate with service http"),
     ({f"{S}.check.type": "external"}, f"{S}.check.command: required for checktype external"),
-    ({"heartbeat.timing.deadtime": 2, "heartbeat.timing.warntime": 1.5},
-     "heartbeat.timing.deadtime: 2 s must be more than twice keepalive (1 s)"),
+    ({"heartbeat.timing.deadtime": 1, "heartbeat.timing.warntime": 0.75},
+     "heartbeat.timing.deadtime: 1 s must be more than twice keepalive (0.5 s)"),
     ({"heartbeat.timing.initdead": 8},
-     "heartbeat.timing.initdead: 8 s must be at least deadtime (5 s) and at least 10 s (links come up slowly at boot)"),
-    ({"heartbeat.timing.warntime": 6},
-     "heartbeat.timing.warntime: 6 s must lie between keepalive (1 s) and deadtime (5 s)"),
+     "heartbeat.timing.initdead: 8 s must be at least deadtime (3 s) and at least 10 s (links come up slowly at boot)"),
+    ({"heartbeat.timing.warntime": 4},
+     "heartbeat.timing.warntime: 4 s must lie between keepalive (0.5 s) and deadtime (3 s)"),
     ({"heartbeat.timing.initdead": 1.8e305},  # found by the fuzz: * 1000 overflowed to infinity
      "heartbeat.timing.initdead: 1.8e+305 s is more than 3600 s: a cluster that waits an hour to act is no "
      "high-availability cluster"),
