@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -299,6 +300,58 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
     pxe.serve(tree, interface, proxy=proxy, say=say)
 
 
+@click.command("build-repo", cls=Command)
+@spec_option
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="the repository (created, or the new version published into it)")
+@click.option("--sign-key", metavar="KEYID", default=None,
+              help="GnuPG secret key to sign the Release with (InRelease, Release.gpg)")
+@click.option("--url", default=None,
+              help="where the nodes reach the repository [default: http://PROVISIONING-SERVER:8080/]")
+@authkey_option
+@weak_option
+def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str | None,
+               authkey_file: Path | None, allow_weak_auth: bool) -> None:
+    """Publish the spec's role packages into an apt repository, with its sources entry."""
+    from . import repo
+
+    loaded = _load(spec_path, None, allow_weak_auth)
+    url = url or repo.default_url(loaded.cluster)
+    if not sign_key:
+        click.echo("warning: build-repo without --sign-key: the repository is unsigned, and its sources entry "
+                   "says 'Trusted: yes': nodes install whatever that URL serves them", err=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        debs = [b.path for b, _ in pipeline.build_debs(loaded, list(Role), Path(tmp), authkey_file=authkey_file)]
+        built = repo.build(loaded.cluster, debs, out, url, sign_key)
+    for package, version in built.packages:
+        click.echo(f"{package} {version}")
+    click.echo(f"built {out}" + (f", signed by {built.signed_by}" if built.signed_by else ", UNSIGNED")
+               + f"; nodes: /etc/apt/sources.list.d/{built.sources.name} (from {built.sources})")
+
+
+cli.add_command(build_repo)
+
+
+@cli.group("repo", cls=Group)
+def repo_group() -> None:
+    """Serve a repository build-repo made."""
+
+
+@repo_group.command("serve")
+@click.option("--dir", "root", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="the repository build-repo made")
+@click.option("--address", default="", help="the address to listen on [default: every address]")
+@click.option("--port", type=int, default=8080, show_default=True)
+def repo_serve(root: Path, address: str, port: int) -> None:
+    """Serve the repository over HTTP in the foreground until Ctrl-C (for small sites)."""
+    from . import repo
+
+    def say(line: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+    repo.serve(root, address, port, say=say)
+
+
 def main() -> None:
     cli(prog_name="lvs-builder")
 
@@ -313,3 +366,7 @@ def build_image_main() -> None:
 
 def build_pxe_main() -> None:
     build_pxe(prog_name="build-pxe")
+
+
+def build_repo_main() -> None:
+    build_repo(prog_name="build-repo")

@@ -1,0 +1,179 @@
+"""An apt repository of a cluster's role packages, for upgrades the Debian way.
+
+    DIR/lvs-director_<version>_all.deb, lvs-realserver_<version>_all.deb   every version published
+    DIR/Packages, Packages.gz            dpkg-scanpackages --multiversion
+    DIR/Release                          its checksums (python-debian's deb822)
+    DIR/InRelease, Release.gpg           GnuPG signatures, when a key is given
+    DIR/lvs-<cluster>.sources            the deb822 entry nodes need, the key inline in Signed-By
+
+A flat repository (`Suites: ./`): one cluster, one directory, served as it is by `lvs-builder
+repo serve` or any web server. Publishing a new spec version adds its packages beside the
+earlier ones (apt installs the highest; the earlier stay there to go back to). The directory
+is rebuilt in a staging directory and renamed into place, so a node never reads a Packages
+file that names a .deb not yet there.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from debian import deb822
+
+from .errors import BuilderError, ToolError
+from .model import Cluster
+from .run import log, require, run
+from .writer import replace_dir, staging
+
+REPO_PORT = 8080
+READY = "ready:"
+INDEXES = ("Packages", "Packages.gz")
+
+
+@dataclass(frozen=True)
+class Repo:
+    path: Path
+    packages: list[tuple[str, str]]   # (package, version), everything the repository holds
+    signed_by: str | None             # the key's fingerprint, None if unsigned
+    sources: Path
+
+
+def default_url(cluster: Cluster) -> str:
+    if cluster.provisioning is None:
+        raise BuilderError("build-repo: --url: the spec has no provisioning server; say where the nodes "
+                           "will reach the repository (--url http://HOST:PORT/)")
+    return f"http://{cluster.provisioning.server}:{REPO_PORT}/"
+
+
+def sources_name(cluster: Cluster) -> str:
+    return f"lvs-{cluster.name}.sources"
+
+
+def _deb822_multiline(text: str) -> str:
+    """A multi-line deb822 field value: continuation lines start with a space, empty ones are ' .'."""
+    lines = text.strip("\n").splitlines()
+    return "\n" + "\n".join(f" {line}" if line.strip() else " ." for line in lines)
+
+
+def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
+    entry = deb822.Deb822()
+    entry["Types"] = "deb"
+    entry["URIs"] = url
+    entry["Suites"] = "./"
+    if public_key:
+        entry["Signed-By"] = _deb822_multiline(public_key)
+    else:
+        entry["Trusted"] = "yes"
+    head = (f"# The {cluster.name} cluster's role packages (lvs-builder build-repo). Install as\n"
+            f"# /etc/apt/sources.list.d/{sources_name(cluster)}\n")
+    if not public_key:
+        head += "# UNSIGNED: apt takes whatever this URL serves (rebuild with --sign-key KEYID).\n"
+    return head + entry.dump()
+
+
+def _stdout(argv: list[str], cwd: Path) -> str:
+    """A command's standard output alone (run() merges its standard error in)."""
+    log.info("$ %s", shlex.join(argv))
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(shlex.join(argv), proc.returncode, proc.stderr.strip())
+    return proc.stdout
+
+
+def _gpg(*args: str, input: str | None = None) -> str:
+    gpg = require("gpg", "gpg")
+    return run([gpg, "--batch", "--yes", *args], input=input).stdout
+
+
+def fingerprint(key: str) -> str:
+    """The fingerprint of the secret key `key` names (a key ID, fingerprint or user ID)."""
+    try:
+        out = _gpg("--with-colons", "--list-secret-keys", key)
+    except BuilderError:
+        raise BuilderError(f"build-repo: --sign-key {key}: no such secret key in GnuPG's keyring") from None
+    fprs = [line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:")]
+    if not fprs:
+        raise BuilderError(f"build-repo: --sign-key {key}: no such secret key in GnuPG's keyring")
+    return fprs[0]
+
+
+def _release(root: Path, cluster: Cluster) -> str:
+    release = deb822.Release()
+    release["Origin"] = f"lvs-builder {cluster.name}"
+    release["Label"] = f"lvs-{cluster.name}"
+    release["Description"] = f"Role packages of the {cluster.name} LVS cluster"
+    release["Date"] = formatdate(usegmt=True)
+    release["Architectures"] = "all"
+    for field, key, algo in (("MD5Sum", "md5sum", hashlib.md5), ("SHA256", "sha256", hashlib.sha256)):
+        release[field] = [{key: algo((root / name).read_bytes()).hexdigest(),  # type: ignore[assignment]  # multivalued field
+                           "size": str((root / name).stat().st_size), "name": name} for name in INDEXES]
+    return release.dump()
+
+
+def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None) -> Repo:
+    """Publish `debs` into the repository at `out` (keeping the versions already there)."""
+    scan = require("dpkg-scanpackages", "dpkg-dev")
+    fpr = fingerprint(sign_key) if sign_key else None
+    with staging(out) as tmp:
+        root = tmp / "repo"
+        root.mkdir()
+        if out.exists():
+            for old in out.glob("*.deb"):
+                shutil.copy2(old, root / old.name)
+        for deb in debs:
+            shutil.copy2(deb, root / deb.name)  # the same name is the same version: ours replaces it
+        packages = _stdout([scan, "--multiversion", "."], root)
+        (root / "Packages").write_text(packages)
+        (root / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
+        (root / "Release").write_text(_release(root, cluster))
+        public_key = None
+        if fpr:
+            _gpg("--local-user", fpr, "--digest-algo", "SHA512", "--clearsign", "-o", str(root / "InRelease"),
+                 str(root / "Release"))
+            _gpg("--local-user", fpr, "--digest-algo", "SHA512", "--armor", "--detach-sign", "-o",
+                 str(root / "Release.gpg"), str(root / "Release"))
+            public_key = _gpg("--armor", "--export", fpr)
+        (root / sources_name(cluster)).write_text(sources_entry(cluster, url, public_key))
+        held = sorted((p["Package"], p["Version"])
+                      for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
+        replace_dir(root, out)
+    return Repo(out, held, fpr, out / sources_name(cluster))
+
+
+def serve(root: Path, address: str, port: int, say: Callable[[str], None] = print) -> None:
+    """Serve the repository over HTTP in the foreground until SIGINT/SIGTERM."""
+    if not (root / "Release").exists():
+        raise BuilderError(f"{root}: not a repository build-repo made (no Release)")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+            say(f"{self.client_address[0]} {format % args}")
+
+    try:
+        httpd = http.server.ThreadingHTTPServer((address, port), functools.partial(Handler, directory=str(root)))
+    except OSError as e:
+        raise BuilderError(f"repo serve: {address}:{port}: {e.strerror}") from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+    thread.start()
+    say(f"{READY} serving {root} at http://{address or '0.0.0.0'}:{httpd.server_address[1]}/; Ctrl-C stops")
+    try:
+        stop.wait()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

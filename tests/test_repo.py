@@ -1,0 +1,195 @@
+"""build-repo: the apt repository of the role packages, its signature, publishing a new version,
+and (slow) apt in a trixie chroot installing and upgrading from it over HTTP on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from builder import authkey, spec
+from builder.cli import cli
+from debian import deb822
+
+from .conftest import need_tool, write_spec
+
+
+@pytest.fixture(scope="module")
+def gnupg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A throw-away GnuPG home with one signing key, no passphrase."""
+    need_tool("gpg")
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    env = {"GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "lvs-builder test <repo@example.org>",
+                    "ed25519", "sign", "never"], env={**os.environ, **env}, check=True, capture_output=True)
+    yield env
+    subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
+
+
+def specs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The reference spec at version 1.0 and at 1.1 (deadtime 4 s: ha.cf changes), one key."""
+    data = spec.parse(spec.reference_text())
+    v1 = write_spec(tmp_path, data, "v1.yaml")
+    authkey.ensure(authkey.default_path(v1))  # one key for both versions, as an operator keeps it
+    data["package"]["version"] = "1.1"
+    data["heartbeat"]["timing"]["deadtime"] = 4
+    v2 = write_spec(tmp_path, data, "v2.yaml")
+    return v1, v2, Path(authkey.default_path(v1))
+
+
+def build_repo(out: Path, spec_path: Path, authkey: Path, *extra: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli, ["build-repo", "--spec", str(spec_path), "--authkey-file", str(authkey),
+                                    "--out", str(out), *extra], env=env)
+
+
+def packages(repo: Path) -> list[tuple[str, str]]:
+    text = (repo / "Packages").read_text()
+    return sorted((p["Package"], p["Version"]) for p in deb822.Packages.iter_paragraphs(text, use_apt_pkg=False))
+
+
+def test_unsigned_repository_indexes_and_sources(tmp_path: Path) -> None:
+    v1, _, key = specs(tmp_path)
+    repo = tmp_path / "repo"
+    r = build_repo(repo, v1, key)
+    assert r.exit_code == 0, r.output
+    assert "warning: build-repo without --sign-key: the repository is unsigned" in r.output
+    assert packages(repo) == [("lvs-director", "1.0"), ("lvs-realserver", "1.0")]
+    release = deb822.Release((repo / "Release").read_text())
+    for entry in release["SHA256"]:
+        f = repo / entry["name"]
+        assert (hashlib.sha256(f.read_bytes()).hexdigest(), str(f.stat().st_size)) == (entry["sha256"], entry["size"])
+    for p in deb822.Packages.iter_paragraphs((repo / "Packages").read_text(), use_apt_pkg=False):
+        assert hashlib.sha256((repo / p["Filename"]).read_bytes()).hexdigest() == p["SHA256"]
+    assert not (repo / "InRelease").exists()
+    [entry] = deb822.Deb822.iter_paragraphs((repo / "lvs-reference.sources").read_text())
+    assert dict(entry) == {"Types": "deb", "URIs": "http://192.168.1.10:8080/", "Suites": "./", "Trusted": "yes"}
+    assert not list(tmp_path.glob(".repo.staging-*"))
+
+
+def test_signed_repository_verifies_and_a_tampered_one_does_not(tmp_path: Path, gnupg: dict[str, str]) -> None:
+    need_tool("gpgv")
+    v1, _, key = specs(tmp_path)
+    repo = tmp_path / "repo"
+    r = build_repo(repo, v1, key, "--sign-key", "repo@example.org", env=gnupg)
+    assert r.exit_code == 0, r.output
+    assert "warning" not in r.output
+    [entry] = deb822.Deb822.iter_paragraphs((repo / "lvs-reference.sources").read_text())
+    assert "Trusted" not in entry
+    # apt's way: the key in Signed-By is the only one that counts
+    lines = [line.strip() for line in entry["Signed-By"].strip().splitlines()]
+    armored = "\n".join("" if line == "." else line for line in lines) + "\n"
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_bytes(subprocess.run(["gpg", "--dearmor"], input=armored.encode(), capture_output=True,
+                                       check=True).stdout)
+
+    def gpgv(path: Path) -> int:
+        return subprocess.run(["gpgv", "--keyring", str(keyring), str(path)], capture_output=True).returncode
+
+    assert gpgv(repo / "InRelease") == 0
+    assert subprocess.run(["gpgv", "--keyring", str(keyring), str(repo / "Release.gpg"), str(repo / "Release")],
+                          capture_output=True).returncode == 0
+    tampered = tmp_path / "InRelease"
+    tampered.write_text((repo / "InRelease").read_text().replace("Label: lvs-reference", "Label: lvs-evil"))
+    assert gpgv(tampered) != 0
+
+
+def test_publishing_a_new_version_keeps_the_earlier(tmp_path: Path) -> None:
+    v1, v2, key = specs(tmp_path)
+    repo = tmp_path / "repo"
+    assert build_repo(repo, v1, key).exit_code == 0
+    r = build_repo(repo, v2, key)
+    assert r.exit_code == 0, r.output
+    assert packages(repo) == [("lvs-director", "1.0"), ("lvs-director", "1.1"),
+                              ("lvs-realserver", "1.0"), ("lvs-realserver", "1.1")]
+
+
+def test_bad_key_and_missing_url_are_one_line_errors(tmp_path: Path, gnupg: dict[str, str]) -> None:
+    v1, _, key = specs(tmp_path)
+    r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "nobody@example.org", env=gnupg)
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1] == ("error: build-repo: --sign-key nobody@example.org: no such secret key "
+                                         "in GnuPG's keyring")
+    data = spec.parse(spec.reference_text())
+    del data["provisioning"]
+    for d in data["directors"] + data["real_servers"]:
+        d.pop("mac", None)
+    r = build_repo(tmp_path / "repo", write_spec(tmp_path, data, "nopxe.yaml"), key)
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1].startswith("error: build-repo: --url: the spec has no provisioning server")
+    assert not (tmp_path / "repo").exists()
+
+
+# -- apt, for real ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serving(repo: Path, port: int, log: Path) -> Iterator[None]:
+    """`lvs-builder repo serve` on loopback, stopped by its PID."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "builder", "repo", "serve", "--dir", str(repo),
+                                 "--address", "127.0.0.1", "--port", str(port)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready:" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: dict[str, str]) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the repository test needs root (chroot, namespaces)")
+    for tool in ("mmdebstrap", "unshare"):
+        need_tool(tool)
+    from .chroot import Chroot
+
+    v1, v2, key = specs(tmp_path)
+    repo = tmp_path / "repo"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    assert build_repo(repo, v1, key, "--sign-key", "repo@example.org", "--url", url, env=gnupg).exit_code == 0
+    ch = Chroot.create("trixie", tmp_path)
+    (ch.root / "etc/apt/sources.list.d/lvs-reference.sources").write_bytes((repo / "lvs-reference.sources")
+                                                                           .read_bytes())
+    with serving(repo, port, tmp_path / "serve.log"):
+        ch.sh("apt-get -q update", network=True)
+        ch.apt("install --no-install-recommends lvs-director")  # as the images install it
+        assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.0"
+        # The admin edits a conffile; the next version changes it too (deadtime 4).
+        ch.sh("sed -i 's/^warntime .*/warntime 2500ms/' /etc/ha.d/ha.cf")
+        assert build_repo(repo, v2, key, "--sign-key", "repo@example.org", "--url", url, env=gnupg).exit_code == 0
+        ch.sh("apt-get -q update", network=True)
+        ch.apt("-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade")
+        assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.1"
+        ha_cf = (ch.root / "etc/ha.d/ha.cf").read_text()
+        assert "warntime 2500ms" in ha_cf and "deadtime 3" in ha_cf  # the admin's file, kept
+        assert "deadtime 4" in (ch.root / "etc/ha.d/ha.cf.dpkg-dist").read_text()  # the new one, beside it
+        # A Release changed after signing: apt refuses the repository.
+        inrelease = repo / "InRelease"
+        inrelease.write_text(inrelease.read_text().replace("Label: lvs-reference", "Label: lvs-evil"))
+        refused = ch.sh("apt-get -q update 2>&1", network=True, check=False).stdout
+        # apt keeps the lists it verified before and says why it took nothing from the repository
+        assert re.search(rf"^Err:\d+ {re.escape(url)} \./ InRelease$", refused, re.M), refused
+        assert "lvs-evil" not in ch.sh("cat /var/lib/apt/lists/*InRelease 2>/dev/null || true").stdout
