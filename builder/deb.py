@@ -23,9 +23,13 @@ from .writer import populate, staging
 # so that the same spec and version give the same bytes on any machine, any day.
 DEFAULT_EPOCH = 1767225600
 
+# The director's preinst diverts a conffile of each (ldirectord's dummy ldirectord.cf,
+# heartbeat's rc.d/status): they must be unpacked and configured first, or dpkg leaves their
+# conffile as .dpkg-new beside the diverted name (a fresh `apt install` unpacks everything
+# before it configures anything).
+PRE_DEPENDS = {Role.DIRECTOR: ["heartbeat", "ldirectord"], Role.REALSERVER: []}
 DEPENDS = {
-    Role.DIRECTOR: ["heartbeat", "ldirectord", "ipvsadm", "iproute2", "kmod", "procps",
-                    "apache2 | httpd", "libnss-myhostname", "python3"],
+    Role.DIRECTOR: ["ipvsadm", "iproute2", "kmod", "procps", "apache2 | httpd", "libnss-myhostname", "python3"],
     Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps", "libnss-myhostname"],
 }
 CONFLICTS = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director"}
@@ -74,6 +78,8 @@ def control(cluster: Cluster, role: Role, installed_kib: int) -> Deb822:
     c["Architecture"] = "all"
     c["Maintainer"] = cluster.package.maintainer
     c["Installed-Size"] = str(installed_kib)
+    if PRE_DEPENDS[role]:
+        c["Pre-Depends"] = ", ".join(PRE_DEPENDS[role])
     c["Depends"] = ", ".join(DEPENDS[role])
     c["Conflicts"] = CONFLICTS[role]
     c["Section"] = "admin"

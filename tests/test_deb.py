@@ -52,7 +52,9 @@ def test_control_and_conffiles(debs: dict[str, Path], role: str) -> None:
     depends = [alt.strip() for alt in control["Depends"].split(",")]
     assert "apache2 | httpd" in depends and "iproute2" in depends
     if role == "director":
-        assert {"heartbeat", "ldirectord", "ipvsadm", "kmod"} <= set(depends)
+        assert {"ipvsadm", "kmod"} <= set(depends)
+        # configured before our preinst diverts a conffile of each
+        assert control["Pre-Depends"] == "heartbeat, ldirectord"
     members = {m.name.removeprefix("./"): m for m in d.data.tgz().getmembers()}
     etc_files = sorted("/" + n for n, m in members.items() if n.startswith("etc/") and m.isfile())
     conffiles = (d.control.get_content("conffiles", encoding="utf-8") or "").split()

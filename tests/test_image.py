@@ -79,6 +79,9 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
         echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
         echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
         echo hafiles=$(cd /etc/ha.d && ls ha.cf haresources ldirectord.cf resource.d/LVSSyncDaemonSwap | wc -l)
+        echo status=$(readlink /etc/ha.d/rc.d/status)
+        echo diverted=$(cd /etc/ha.d && ls ldirectord.cf.lvs-director-orig rc.d/status.lvs-director-orig | wc -l)
+        echo dpkg_new=$(find /etc -name '*.dpkg-new' | tr '\n' ' ')
     """)
     assert f["hostname"] == "loadb2"
     assert "192.168.1.104" in f["resolves"].split()  # sudo and heartbeat want their own name to resolve
@@ -88,6 +91,9 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "enabled")
     assert f["authkeys"] == "600 root:root"
     assert f["hafiles"] == "4"
+    # heartbeat's and ldirectord's diverted conffiles are where the diversions say (installed in
+    # one apt transaction, as an operator does: Pre-Depends configure them before our preinst)
+    assert (f["status"], f["diverted"], f["dpkg_new"]) == ("status.lvs-director", "2", "")
     assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
         in vm.console_text()
 

@@ -43,8 +43,10 @@ def chroot(request: pytest.FixtureRequest, tmp_path: Path) -> Chroot:
 
 
 def _depends(deb: Path) -> list[str]:
-    """The package's Depends, first alternative of each: what apt would pull in."""
-    return [d.split("|")[0].strip() for d in DebFile(str(deb)).debcontrol()["Depends"].split(",")]
+    """The package's Pre-Depends and Depends, first alternative of each: what apt would pull in."""
+    control = DebFile(str(deb)).debcontrol()
+    fields = [control[f] for f in ("Pre-Depends", "Depends") if f in control]
+    return [d.split("|")[0].strip() for field in fields for d in field.split(",")]
 
 
 def _install_deps_then(ch: Chroot, deb: Path) -> tuple[dict[str, str], str]:
