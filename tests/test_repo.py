@@ -191,5 +191,6 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         inrelease.write_text(inrelease.read_text().replace("Label: lvs-reference", "Label: lvs-evil"))
         refused = ch.sh("apt-get -q update 2>&1", network=True, check=False).stdout
         # apt keeps the lists it verified before and says why it took nothing from the repository
-        assert re.search(rf"^Err:\d+ {re.escape(url)} \./ InRelease$", refused, re.M), refused
+        assert re.search(rf"^Err:\d+ {re.escape(url.rstrip('/'))} \./ InRelease$", refused, re.M), refused
+        assert "An error occurred during the signature verification" in refused
         assert "lvs-evil" not in ch.sh("cat /var/lib/apt/lists/*InRelease 2>/dev/null || true").stdout
