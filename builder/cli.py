@@ -279,6 +279,11 @@ def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, a
 cli.add_command(build_pxe)
 
 
+def _say(line: str) -> None:
+    """A foreground server's log line, with the time, on stderr."""
+    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+
 @cli.group("pxe", cls=Group)
 def pxe_group() -> None:
     """Serve a tree build-pxe made."""
@@ -294,10 +299,7 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
     """Run dnsmasq (DHCP + TFTP) and the HTTP server in the foreground until Ctrl-C."""
     from . import pxe
 
-    def say(line: str) -> None:
-        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
-
-    pxe.serve(tree, interface, proxy=proxy, say=say)
+    pxe.serve(tree, interface, proxy=proxy, say=_say)
 
 
 @click.command("build-repo", cls=Command)
@@ -346,10 +348,7 @@ def repo_serve(root: Path, address: str, port: int) -> None:
     """Serve the repository over HTTP in the foreground until Ctrl-C (for small sites)."""
     from . import repo
 
-    def say(line: str) -> None:
-        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
-
-    repo.serve(root, address, port, say=say)
+    repo.serve(root, address, port, say=_say)
 
 
 def main() -> None:
