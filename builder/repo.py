@@ -19,10 +19,8 @@ import functools
 import gzip
 import hashlib
 import http.server
-import shlex
 import shutil
 import signal
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +30,9 @@ from typing import Any
 
 from debian import deb822
 
-from .errors import BuilderError, ToolError
+from .errors import BuilderError
 from .model import Cluster
-from .run import log, require, run
+from .run import require, run
 from .writer import replace_dir, staging
 
 REPO_PORT = 8080
@@ -83,15 +81,6 @@ def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
     return head + entry.dump()
 
 
-def _stdout(argv: list[str], cwd: Path) -> str:
-    """A command's standard output alone (run() merges its standard error in)."""
-    log.info("$ %s", shlex.join(argv))
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ToolError(shlex.join(argv), proc.returncode, proc.stderr.strip())
-    return proc.stdout
-
-
 def _gpg(*args: str, input: str | None = None) -> str:
     gpg = require("gpg", "gpg")
     return run([gpg, "--batch", "--yes", *args], input=input).stdout
@@ -134,7 +123,7 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
                 shutil.copy2(old, root / old.name)
         for deb in debs:
             shutil.copy2(deb, root / deb.name)  # the same name is the same version: ours replaces it
-        packages = _stdout([scan, "--multiversion", "."], root)
+        packages = run([scan, "--multiversion", "."], cwd=root, merge_stderr=False).stdout
         (root / "Packages").write_text(packages)
         (root / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
         (root / "Release").write_text(_release(root, cluster))

@@ -33,13 +33,15 @@ def run(
     cwd: Path | None = None,
     check: bool = True,
     capture: bool = True,
+    merge_stderr: bool = True,
     input: str | None = None,
     log_file: Path | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, logging it exactly; on failure raise ToolError with the tail of its output.
 
-    With log_file, the output goes there (appended) and, line by line, to on_line."""
+    With log_file, the output goes there (appended) and, line by line, to on_line; merge_stderr=False
+    keeps standard error out of stdout (a command whose output is data)."""
     argv = [os.fspath(c) for c in cmd]
     line = shlex.join(argv)
     log.info("$ %s", line)
@@ -73,7 +75,7 @@ def run(
                 input=input,
                 text=True,
                 stdout=subprocess.PIPE if capture else None,
-                stderr=subprocess.STDOUT if capture else None,
+                stderr=(subprocess.STDOUT if merge_stderr else subprocess.PIPE) if capture else None,
             )
     finally:
         if out_target:
@@ -82,7 +84,7 @@ def run(
         if log_file is not None:
             text = log_file.read_text(encoding="utf-8", errors="replace")
         else:
-            text = proc.stdout or ""
+            text = (proc.stdout or "") + (proc.stderr or "")
         tail = "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
         raise ToolError(line, proc.returncode, tail)
     return proc
