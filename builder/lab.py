@@ -47,6 +47,11 @@ from .run import log, require
 
 MEMORY_MIB = 512
 BOOT_TIMEOUT = 600        # VM start -> guest agent answers, under emulation on 2 loaded cores
+# A boot that has printed nothing new for this long while still in its firmware (the PXE ROM
+# and pxelinux: DHCP, TFTP, the kernel over HTTP) is stuck: seen once in CI, a diskless VM that
+# never got past its firmware in 600 s while the two VMs started beside it booted. Firmware
+# usually takes under 40 s here; it is powered on again, once, as an operator would.
+FIRMWARE_STALL = 180
 CONVERGE_TIMEOUT = 420    # -> both directors pass lvs-cluster-check and the client is served
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
 STEADY = 5                # consecutive good answers that count as "served again"
@@ -451,24 +456,38 @@ class Lab:
         waiting = list(nodes)
         retried: set[str] = set()
         said = time.monotonic()
+        # per VM: how much its console showed of this boot, and since when
+        progress = {n.node.name: (0, time.monotonic()) for n in nodes}
         while waiting:
             for n in list(waiting):
+                stage = n.vm.boot_stage()
+                shown = len(n.vm.console_since_start())
+                if shown != progress[n.node.name][0]:
+                    progress[n.node.name] = (shown, time.monotonic())
+                stalled = time.monotonic() - progress[n.node.name][1]
                 if n.vm.ping():
                     waiting.remove(n)
                     self.progress(f"{n.node.name} is up after {time.monotonic() - t:.0f} s (guest agent answers)")
                 elif not n.vm.running:
                     raise BuilderError(f"{n.node.name}: QEMU exited; see {n.vm.workdir / (n.vm.name + '.qemu.log')}")
-                elif n.vm.boot_stage() == "kernel panic":
+                elif stage == "kernel panic" or (stage in ("firmware", "pxelinux") and stalled > FIRMWARE_STALL):
                     where = f"see {n.vm.console}"
+                    if stage == "kernel panic":
+                        what = "the guest kernel panicked while booting"
+                    else:
+                        last = n.vm.console_since_start().strip().splitlines()
+                        what = (f"its firmware printed nothing for {stalled:.0f} s (console's last line: "
+                                f"{last[-1].strip() if last else 'none'!r})")
                     if n.node.name in retried:
-                        raise BuilderError(f"{n.node.name}: the guest kernel panicked twice while booting; {where}")
+                        raise BuilderError(f"{n.node.name}: {what}, a second time; {where}")
                     retried.add(n.node.name)
-                    note = (f"{n.node.name}: the guest kernel panicked while booting "
-                            f"({time.monotonic() - self.start:.0f} s into the lab; {where}); powered on again")
+                    note = (f"{n.node.name}: {what} ({time.monotonic() - self.start:.0f} s into the lab; {where}); "
+                            "powered on again")
                     self.notes.append(note)
                     self.progress(note)
                     n.vm.stop()
                     n.vm.start()
+                    progress[n.node.name] = (0, time.monotonic())
             if time.monotonic() - t > BOOT_TIMEOUT:
                 raise BuilderError("no guest agent answered within "
                                    f"{BOOT_TIMEOUT} s: {', '.join(n.node.name for n in waiting)}")

@@ -192,7 +192,8 @@ class Vm:
         text = self.console_since_start()
         for needle, stage in (("Kernel panic", "kernel panic"),
                               ("login:", "login prompt"), ("Reached target", "starting services"),
-                              ("Run /init", "initramfs"), ("Linux version", "kernel")):
+                              ("Run /init", "initramfs"), ("Linux version", "kernel"),
+                              ("PXELINUX", "pxelinux")):
             if needle in text:
                 return stage
         return "firmware"

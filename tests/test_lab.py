@@ -108,3 +108,31 @@ def test_a_lab_without_images_says_which_and_starts_nothing(tmp_path: Path) -> N
     assert stderr == (f"error: {tmp_path}/lvs-director-trixie.qcow2: missing; run build-image director "
                            "(or lab without --no-build)\n")
     assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+def test_a_boot_stuck_in_its_firmware_is_powered_on_again_once_then_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A diskless VM with no PXE server (its NIC on an empty hub): iPXE finds no DHCP and the
+    serial console stays silent. The lab powers it on again once, notes it, then gives up with
+    a one-line reason. Real QEMU, real console; only the patience is shortened."""
+    from builder import spec
+    from builder.model import Role
+    from builder.qemu import Vm
+
+    monkeypatch.setattr(lab, "FIRMWARE_STALL", 4)
+    monkeypatch.setattr(lab, "BOOT_TIMEOUT", 90)
+    the_lab = lab.Lab(spec.load(None)[0], {}, tmp_path, pxe_tree=tmp_path)
+    node = the_lab.nodes[-1].node
+    vm = Vm(name=node.name, image=None, workdir=tmp_path, mac=node.mac, memory_mib=256)
+    stuck = lab.LabNode(node, Role.REALSERVER, vm)
+    vm.start()
+    first_pid = vm.proc.pid if vm.proc else None
+    try:
+        with pytest.raises(lab.BuilderError, match=rf"^{node.name}: its firmware printed nothing for \d+ s "
+                                                   r"\(console's last line: 'none'\), a second time; see "):
+            stuck_t = time.monotonic()
+            the_lab.wait_up([stuck], stuck_t)
+        assert len(the_lab.notes) == 1 and "powered on again" in the_lab.notes[0]
+        assert vm.running and vm.proc is not None and vm.proc.pid != first_pid
+    finally:
+        vm.stop()
