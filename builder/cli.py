@@ -15,9 +15,10 @@ import click
 from . import __version__, lab, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
 from .image import ImageFormat, image_name
-from .model import Release, Role
+from .model import Extra, Kind, Release, Role
 
 ROLE = click.Choice([r.value for r in Role])
+KIND = click.Choice([*(r.value for r in Role), Extra.APT_SOURCE.value])  # what build-deb builds
 RELEASE = click.Choice([r.value for r in Release])
 
 
@@ -140,7 +141,7 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
 
 
 @click.command("build-deb", cls=Command)
-@click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=ROLE)
+@click.argument("roles", metavar="ROLE...", nargs=-1, required=True, type=KIND)
 @spec_option
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
 @click.option("--release", type=RELEASE, help="override the spec's Debian release")
@@ -149,9 +150,11 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
 @click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
 def build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
               authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
-    """Build the role meta-package(s) lvs-director / lvs-realserver."""
+    """Build the role meta-package(s) lvs-director / lvs-realserver, or lvs-apt-source (the
+    sources entry of the spec's repository)."""
     loaded = _load(spec_path, release, allow_weak_auth)
-    for built, verdict in pipeline.build_debs(loaded, [Role(r) for r in roles], out,
+    kinds: list[Kind] = [Extra(r) if r == Extra.APT_SOURCE.value else Role(r) for r in roles]
+    for built, verdict in pipeline.build_debs(loaded, kinds, out,
                                               authkey_file=authkey_file, lint=lint):
         click.echo(f"built {built.path}" + (" (lintian clean)" if verdict is not None else ""))
 
@@ -209,16 +212,21 @@ cli.add_command(build_image)
 @click.option("--keepalived-peer", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="boot the directors from this image instead: bench/keepalived's hand-made keepalived "
                    "directors of the reference cluster (bench/run builds it), for the side-by-side figures")
+@click.option("--upgrade", is_flag=True,
+              help="after the scenarios, publish the spec's next version (build-repo, served in the namespace) "
+                   "and run the rolling upgrade: standby director, handover, the other, each real server")
 @authkey_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
-            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None,
+            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None, upgrade: bool,
             authkey_file: Path | None, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
     if keepalived_peer is not None and (spec_path is not None or pxe_boot):
         raise click.UsageError("--keepalived-peer: the peer is configured by hand for the built-in reference "
                                "cluster, booted from disk; drop --spec and --pxe")
+    if keepalived_peer is not None and upgrade:
+        raise click.UsageError("--keepalived-peer: its directors have no role package to upgrade; drop --upgrade")
     loaded = _load(spec_path, None, allow_weak_auth)
     start = time.monotonic()
 
@@ -237,8 +245,17 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
             found[Role.DIRECTOR] = keepalived_peer
     chosen = [s for s in lab.SCENARIOS if not scenarios or s.key in scenarios]
     workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
+    upgrade_to = None
+    if upgrade:
+        from .repo import REPO_PORT
+
+        url = f"http://{lab.client_address(loaded.cluster).ip}:{REPO_PORT}/"
+        progress(f"publishing {pipeline.next_version(loaded.cluster.package.version)} for the upgrade: "
+                 f"{workdir / 'repo'} (signed by a throw-away key, served at {url})")
+        new = pipeline.lab_upgrade_repo(loaded, workdir / "repo", url, authkey_file=authkey_file)
+        upgrade_to = (workdir / "repo", new)
     report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
-                         peer=keepalived_peer is not None)
+                         peer=keepalived_peer is not None, upgrade_to=upgrade_to)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     (workdir / "report.md").write_text(report.table() + "\n")
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())
@@ -318,13 +335,17 @@ def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str
     from . import repo
 
     loaded = _load(spec_path, None, allow_weak_auth)
+    if url and loaded.cluster.repository is not None and url != loaded.cluster.repository.url:
+        raise BuilderError(f"build-repo: --url {url}: the spec's repository.url ({loaded.cluster.repository.url}) "
+                           "is what the role packages' sources entry names; change the spec, or drop --url")
     url = url or repo.default_url(loaded.cluster)
     if not sign_key:
         click.echo("warning: build-repo without --sign-key: the repository is unsigned, and its sources entry "
                    "says 'Trusted: yes': nodes install whatever that URL serves them", err=True)
     with tempfile.TemporaryDirectory() as tmp:
-        debs = [b.path for b, _ in pipeline.build_debs(loaded, list(Role), Path(tmp), authkey_file=authkey_file)]
-        built = repo.build(loaded.cluster, debs, out, url, sign_key)
+        debs = [b.path for b, _ in pipeline.build_debs(loaded, pipeline.published(loaded.cluster), Path(tmp),
+                                                       authkey_file=authkey_file)]
+        built = repo.build(loaded.cluster, debs, out, url, sign_key, spec_key=pipeline.repo_key(loaded))
     for package, version in built.packages:
         click.echo(f"{package} {version}")
     click.echo(f"built {out}" + (f", signed by {built.signed_by}" if built.signed_by else ", UNSIGNED")

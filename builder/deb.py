@@ -1,4 +1,4 @@
-"""Role packages: rendered tree + control data (python-debian) -> .deb (dpkg-deb).
+"""Role packages (and lvs-apt-source): rendered tree + control data (python-debian) -> .deb (dpkg-deb).
 
 dpkg-deb rather than debhelper: a role package is a fixed set of rendered files and four
 maintainer scripts, so a staging tree and `dpkg-deb --build` is all the packaging there is;
@@ -15,7 +15,8 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from . import render as rendering
-from .model import Cluster, Role
+from .errors import BuilderError
+from .model import Cluster, Extra, Kind, Role
 from .run import require, run
 from .writer import populate, staging
 
@@ -27,15 +28,19 @@ DEFAULT_EPOCH = 1767225600
 # heartbeat's rc.d/status): they must be unpacked and configured first, or dpkg leaves their
 # conffile as .dpkg-new beside the diverted name (a fresh `apt install` unpacks everything
 # before it configures anything).
-PRE_DEPENDS = {Role.DIRECTOR: ["heartbeat", "ldirectord"], Role.REALSERVER: []}
-DEPENDS = {
+PRE_DEPENDS: dict[Kind, list[str]] = {Role.DIRECTOR: ["heartbeat", "ldirectord"], Role.REALSERVER: [],
+                                      Extra.APT_SOURCE: []}
+DEPENDS: dict[Kind, list[str]] = {
     Role.DIRECTOR: ["ipvsadm", "iproute2", "kmod", "procps", "apache2 | httpd", "libnss-myhostname", "python3"],
     Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps", "libnss-myhostname"],
+    Extra.APT_SOURCE: ["apt (>= 2.3.10)"],  # a key inline in Signed-By
 }
-CONFLICTS = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director"}
+CONFLICTS: dict[Kind, str | None] = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director",
+                                     Extra.APT_SOURCE: None}
 SUMMARY = {
     Role.DIRECTOR: "LVS director of the {name} cluster (heartbeat, ldirectord, IPVS)",
     Role.REALSERVER: "LVS real server of the {name} cluster (VIP on lo, ARP settings, pages)",
+    Extra.APT_SOURCE: "apt source of the {name} LVS cluster's role packages",
 }
 DESCRIPTION = {
     Role.DIRECTOR: (
@@ -52,6 +57,11 @@ DESCRIPTION = {
         "only the directors answer for them, the health-check page ldirectord expects\n"
         "and an index page that names the server that answered."
     ),
+    Extra.APT_SOURCE: (
+        "The sources entry of the apt repository that lvs-builder's build-repo\n"
+        "publishes the {name} cluster's role packages to, with the key that signs\n"
+        "it: a node with this package upgrades its role package with apt-get upgrade."
+    ),
 }
 
 
@@ -67,11 +77,11 @@ def build_epoch() -> int:
     return int(value) if value and value.isdigit() else DEFAULT_EPOCH
 
 
-def deb_name(cluster: Cluster, role: Role) -> str:
+def deb_name(cluster: Cluster, role: Kind) -> str:
     return f"{role.package}_{cluster.package.version}_all.deb"
 
 
-def control(cluster: Cluster, role: Role, installed_kib: int) -> Deb822:
+def control(cluster: Cluster, role: Kind, installed_kib: int) -> Deb822:
     c = Deb822()
     c["Package"] = role.package
     c["Version"] = cluster.package.version
@@ -81,7 +91,9 @@ def control(cluster: Cluster, role: Role, installed_kib: int) -> Deb822:
     if PRE_DEPENDS[role]:
         c["Pre-Depends"] = ", ".join(PRE_DEPENDS[role])
     c["Depends"] = ", ".join(DEPENDS[role])
-    c["Conflicts"] = CONFLICTS[role]
+    conflicts = CONFLICTS[role]
+    if conflicts:
+        c["Conflicts"] = conflicts
     c["Section"] = "admin"
     c["Priority"] = "optional"
     long = DESCRIPTION[role].format(name=cluster.name)
@@ -95,9 +107,10 @@ def _installed_kib(files: dict[str, rendering.FileSpec]) -> int:
     return sum((len(f.content) + 1023) // 1024 for f in files.values()) + len(dirs)
 
 
-def package_tree(cluster: Cluster, role: Role, authkey: str | None, epoch: int) -> dict[str, rendering.FileSpec]:
+def package_tree(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+                 repo_key: str | None = None) -> dict[str, rendering.FileSpec]:
     """The whole package: node files plus DEBIAN/ (control, conffiles, md5sums, scripts)."""
-    files = rendering.render(cluster, role, authkey, epoch=epoch)
+    files = rendering.render(cluster, role, authkey, epoch=epoch, repo_key=repo_key)
     tree = dict(files)
     for name, spec in rendering.render_control(cluster, role).items():
         tree[f"DEBIAN/{name}"] = rendering.FileSpec(spec.content, 0o755)
@@ -112,11 +125,14 @@ def package_tree(cluster: Cluster, role: Role, authkey: str | None, epoch: int) 
     return tree
 
 
-def build(cluster: Cluster, role: Role, out_dir: Path, authkey: str | None) -> BuiltDeb:
+def build(cluster: Cluster, role: Kind, out_dir: Path, authkey: str | None, repo_key: str | None = None) -> BuiltDeb:
     """Build the role package into out_dir, atomically: a failed build leaves nothing there."""
     require("dpkg-deb", "dpkg")
+    if role is Extra.APT_SOURCE and cluster.repository is None:
+        raise BuilderError("build-deb apt-source: repository: the spec names no repository "
+                           "(repository: {url: ..., key: ...}; see docs/spec.md)")
     epoch = build_epoch()
-    tree = package_tree(cluster, role, authkey, epoch)
+    tree = package_tree(cluster, role, authkey, epoch, repo_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / deb_name(cluster, role)
     with staging(final) as tmp:

@@ -81,7 +81,7 @@ def apt_sources(release: str) -> str:
     return "\n".join(lines)
 
 
-def dib_environment(cluster: Cluster, role: Role, deb: Path) -> dict[str, str]:
+def dib_environment(cluster: Cluster, role: Role, deb: Path, apt_source: Path | None = None) -> dict[str, str]:
     env = {
         "DIB_RELEASE": cluster.release.value,  # explicit: the mirror's `stable` moves
         "DIB_APT_SOURCES_CONF": apt_sources(cluster.release.value),
@@ -92,6 +92,8 @@ def dib_environment(cluster: Cluster, role: Role, deb: Path) -> dict[str, str]:
         "ELEMENTS_PATH": str(data_root() / "elements"),
         f"DIB_LVS_{role.value.upper()}_DEB": str(deb.resolve()),
     }
+    if apt_source is not None:
+        env["DIB_LVS_APT_SOURCE_DEB"] = str(apt_source.resolve())
     # disk-image-create's helpers (dib-block-device, ...) are installed beside our Python.
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     if not has_device_mapper():
@@ -115,10 +117,11 @@ def check_tools() -> None:
 
 
 def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
-          on_step: Callable[[str], None] = lambda s: None) -> BuiltImage:
-    """Build the role image into out/, atomically; the full log goes to out/<name>.log."""
+          on_step: Callable[[str], None] = lambda s: None, apt_source: Path | None = None) -> BuiltImage:
+    """Build the role image into out/, atomically; the full log goes to out/<name>.log.
+    With `apt_source` (the lvs-apt-source .deb), the image carries the repository's entry."""
     check_tools()
-    env = dib_environment(cluster, role, deb)
+    env = dib_environment(cluster, role, deb, apt_source)
     dib = disk_image_create()
     name = image_name(cluster, role)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,8 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
     with staging(final) as tmp:
         try:
             run([dib, "-a", "amd64", "-t", fmt.value, *options, "-o", tmp / name, *BASE_ELEMENTS,
-                 f"lvs-{role.value}"], env=env, log_file=log, on_line=step)
+                 f"lvs-{role.value}", *(["lvs-apt-source"] if apt_source else [])], env=env, log_file=log,
+                on_line=step)
         except ToolError as e:
             _release(log)
             raise ToolError(f"disk-image-create (failed in {last[0]}; full log: {log})", e.returncode, e.tail) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -43,6 +44,8 @@ from .model import Cluster, Node, Role
 from .netns import BRIDGE, Netns, remove_stale
 from .pxe import PXE_MEMORY_MIB, READY
 from .qemu import GuestResult, Vm
+from .repo import READY as REPO_READY
+from .repo import REPO_PORT, sources_name
 from .run import log, require
 
 MEMORY_MIB = 512
@@ -62,6 +65,18 @@ TRANSFER_PATH = "/lvs-lab-transfer.txt"
 TRANSFER_LINES = 1_000_000
 TRANSFER_RATE = 150_000     # bytes a second
 TRANSFER_TIMEOUT = 120      # seconds without a byte before the client gives up
+
+
+# lab --upgrade: apt on the nodes reads only the lab's repository (they have no route to any
+# other), and keeps an admin's edited conffile as dpkg would ask an admin to (the new one
+# beside it as .dpkg-dist).
+MAINTENANCE_DIR = "/var/lib/lvs-director/maintenance"   # ldirectord's maintenancedir
+UPGRADE_STEP_TIMEOUT = 300
+
+
+def apt_only(sources: str) -> str:
+    return (f"-o Dir::Etc::SourceList=/etc/apt/sources.list.d/{sources} -o Dir::Etc::SourceParts=- "
+            "-o APT::Get::List-Cleanup=0")
 
 
 class Failure(enum.Enum):
@@ -292,8 +307,9 @@ def lab_mac(index: int) -> str:
 class Lab:
     def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path,
                  progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
-                 peer: bool = False) -> None:
+                 peer: bool = False, upgrade_to: tuple[Path, Cluster] | None = None) -> None:
         self.cluster = cluster
+        self.upgrade_to = upgrade_to  # lab --upgrade: the repository and the cluster it rolls out
         # peer: the directors boot bench/keepalived's hand-made keepalived image instead of
         # lvs-director's (bench/run's side-by-side): same VMs, network, client and failures;
         # the VIP's place and ipvsadm are all there is to check on them.
@@ -925,6 +941,156 @@ class Lab:
                              if not r["ok"] and not r["check"].startswith("ipvsadm")]
         return problems
 
+    # -- rolling upgrade ----------------------------------------------------------------
+
+    def _start_repo_server(self, repo: Path) -> None:
+        """`lvs-builder repo serve` on the client's address in the namespace, as a small site runs it."""
+        logfile = self.workdir / "repo-serve.log"
+        proc = self._spawn(self.netns.argv([sys.executable, "-m", "builder", "repo", "serve", "--dir",
+                                            str(repo.resolve()), "--address", str(self.netns.host.ip),
+                                            "--port", str(REPO_PORT)]), logfile.name)
+        deadline = time.monotonic() + 60
+        while REPO_READY not in logfile.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                lines = logfile.read_text(errors="replace").strip().splitlines()
+                raise BuilderError(f"repo serve did not start: {lines[-1] if lines else 'no output'} (see {logfile})")
+            time.sleep(0.2)
+        self.progress(f"repo serve: {repo} at http://{self.netns.host.ip}:{REPO_PORT}/")
+
+    def _step(self, report: Report, key: str, title: str, body: Callable[[], list[str]],
+              expect_active: LabNode | None) -> bool:
+        """One step of the rolling upgrade: run it, wait for the cluster to be healthy again,
+        count the client's failed requests from its start to then."""
+        self.progress(f"upgrade {key}: {title}")
+        t = time.monotonic()
+        try:
+            problems = body()
+        except BuilderError as e:
+            problems = [str(e)]
+        ok, _, _, why = self.converge(expect_active)
+        if not ok:
+            problems.append(f"did not converge again within {CONVERGE_TIMEOUT} s: {why}")
+        window = [a for a in self.answers(t) if a.t0 < time.monotonic()]
+        holder = self.vip_holder()
+        slowest = max((a.t1 - a.t0 for a in window if a.ok), default=0.0)
+        row = Row("upgrade", key, title, not problems,
+                  "; ".join(problems) or f"done; longest wait for an answer {slowest:.1f} s",
+                  sent=len(window), failed=sum(not a.ok for a in window),
+                  vip_at_end=holder.node.name if holder else None, seconds=time.monotonic() - t)
+        report.rows.append(row)
+        self.progress(f"upgrade {key}: {'pass' if row.ok else 'FAIL'} ({row.seconds:.0f} s, "
+                      f"{row.failed} of {row.sent} requests failed; {row.detail})")
+        return ok
+
+    def _apt(self, n: LabNode, sources: str, version: str) -> list[str]:
+        """apt-get install the node's role package from the repository; its log into the workdir."""
+        pkg = n.role.package
+        r = self.sh(n, "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
+                       f"-o Dpkg::Options::=--force-confold {apt_only(sources)} install {pkg} 2>&1; "
+                       f"echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}", timeout=UPGRADE_STEP_TIMEOUT)
+        if r is None:
+            return [f"{n.node.name}: no answer from its guest agent"]
+        (self.workdir / f"upgrade-{n.node.name}.log").write_text(r.stdout + r.stderr)
+        lines = r.stdout.strip().splitlines()
+        if "exit 0" not in lines[-2:-1]:
+            return [f"{n.node.name}: apt-get install {pkg} failed (see {self.workdir}/upgrade-{n.node.name}.log)"]
+        if lines[-1] != version:
+            return [f"{n.node.name}: {pkg} is at {lines[-1]} after apt-get install, not {version}"]
+        return []
+
+    def _maintenance(self, real: LabNode, on: bool) -> list[str]:
+        """Put a real server into ldirectord's maintenance on both directors (or take it out)
+        and wait until both IPVS tables say so (weight 0, or weighted again)."""
+        action = "touch" if on else "rm -f"
+        for d in self.directors:
+            r = self.sh(d, f"{action} {MAINTENANCE_DIR}/{real.node.address}")
+            if r is None or r.exitcode != 0:
+                return [f"{d.node.name}: {action} {MAINTENANCE_DIR}/{real.node.address} failed"]
+        deadline = time.monotonic() + 120
+        waiting = list(self.directors)
+        while waiting and time.monotonic() < deadline:
+            waiting = [d for d in waiting if (real.node.name in self.unweighted_reals(d)) != on]
+            if waiting:
+                time.sleep(POLL)
+        return [f"{d.node.name}: ipvsadm still {'sends to' if on else 'does not send to'} {real.node.name} "
+                "after 120 s" for d in waiting]
+
+    def upgrade(self, report: Report, repo: Path, new: Cluster, active: LabNode) -> None:
+        """The documented rolling upgrade (README: upgrades) to `new`, published in `repo`:
+        every node reads the repository; the standby director upgrades (its heartbeat restarts
+        with the new configuration) and takes over (lvs-takeover), the former active upgrades;
+        then each real server, one at a time, in ldirectord's maintenance on both directors
+        (weight 0) while it upgrades. The client requests the VIP throughout."""
+        version = new.package.version
+        sources = sources_name(self.cluster)
+        entry = (repo / sources).read_text()
+        self._start_repo_server(repo)
+
+        def publish() -> list[str]:
+            def one(n: LabNode) -> list[str]:
+                r = self.sh(n, f"cat > /etc/apt/sources.list.d/{sources} <<'LVS_EOF'\n{entry}LVS_EOF\n"
+                               f"apt-get {apt_only(sources)} update 2>&1 && apt-cache policy {n.role.package}",
+                            timeout=UPGRADE_STEP_TIMEOUT)
+                if r is None or r.exitcode != 0:
+                    return [f"{n.node.name}: apt-get update from the repository failed: "
+                            + (r.stdout.strip().splitlines()[-1] if r and r.stdout.strip() else "no answer")]
+                if f"Candidate: {version}" not in r.stdout:
+                    return [f"{n.node.name}: apt does not offer {n.role.package} {version}"]
+                return []
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                return [p for ps in pool.map(one, self.nodes) for p in ps]
+
+        standby = next(d for d in self.directors if d is not active)
+        steps: list[tuple[str, str, Callable[[], list[str]], LabNode]] = [
+            ("u0", f"publish {version}: its sources entry on every node (Signed-By), apt-get update",
+             publish, active),
+            ("u1", f"{standby.node.name} (standby): apt-get install lvs-director {version}; "
+                   "its heartbeat restarts with the new ha.cf",
+             lambda: self._apt(standby, sources, version), active),
+            ("u2", f"handover: lvs-takeover on {standby.node.name} (VIP claimed there, then hb_takeover; "
+                   f"{active.node.name} releases)",
+             lambda: self._takeover(standby), standby),
+            ("u3", f"{active.node.name} (now standby): apt-get install lvs-director {version}",
+             lambda: self._apt(active, sources, version), standby),
+        ]
+        for i, real in enumerate(self.reals):
+            steps.append((f"u{4 + i}", f"{real.node.name}: maintenance on both directors (weight 0), "
+                                       f"apt-get install lvs-realserver {version}, back in service",
+                          functools.partial(self._upgrade_real, real, sources, version), standby))
+        for key, title, body, expect in steps:
+            if not self._step(report, key, title, body, expect):
+                report.error = f"upgrade step {key} left the cluster unhealthy; the remaining steps did not run"
+                return
+        report.rows.append(self._upgraded(new))
+
+    def _takeover(self, standby: LabNode) -> list[str]:
+        r = self.sh(standby, "lvs-takeover", timeout=60)
+        if r is None or r.exitcode != 0:
+            why = (r.stdout + r.stderr).strip() if r is not None else "no answer"
+            return [f"{standby.node.name}: lvs-takeover failed: {why}"]
+        return []
+
+    def _upgrade_real(self, real: LabNode, sources: str, version: str) -> list[str]:
+        return (self._maintenance(real, True) or self._apt(real, sources, version)) + self._maintenance(real, False)
+
+    def _upgraded(self, new: Cluster) -> Row:
+        """Every node runs the new version, and both directors' heartbeat the new ha.cf."""
+        version = new.package.version
+        warntime = f"{new.heartbeat.timing.warntime:g}"
+        problems = []
+        for n in self.nodes:
+            r = self.sh(n, f"dpkg-query -W -f '${{Version}}' {n.role.package}")
+            if r is None or r.stdout.strip() != version:
+                problems.append(f"{n.node.name}: {n.role.package} {r.stdout.strip() if r else '?'}")
+        for d in self.directors:
+            r = self.sh(d, "cl_status hbparameter -p warntime")
+            live = r.stdout.strip() if r is not None else "?"
+            if live not in (warntime, f"{new.heartbeat.timing.warntime * 1000:g}ms", f"{warntime}s"):
+                problems.append(f"{d.node.name}: heartbeat runs warntime {live}, not {warntime}")
+        return Row("upgrade", "u-end", f"every node at {version}; heartbeat on both directors runs the new ha.cf "
+                                       f"(warntime {warntime})", not problems,
+                   "; ".join(problems) or f"{len(self.nodes)} nodes at {version}; warntime {warntime} on both")
+
     # -- everything ---------------------------------------------------------------------
 
     def run(self, scenarios: list[Scenario], report: Report) -> None:
@@ -944,6 +1110,8 @@ class Lab:
             active = holder
         if not self.peer:
             report.late_heartbeat_ms = self.late_heartbeats()
+        if self.upgrade_to is not None:
+            self.upgrade(report, *self.upgrade_to, active)
 
     def late_heartbeats(self) -> dict[str, int]:
         """Per director, the longest `Late heartbeat: Node X: interval N ms` heartbeat logged this
@@ -972,7 +1140,7 @@ def interrupts_as_errors() -> Iterator[None]:
 
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
             progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
-            peer: bool = False) -> Report:
+            peer: bool = False, upgrade_to: tuple[Path, Cluster] | None = None) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2")):
         require(tool, pkg)
     for role, image in images.items():
@@ -981,7 +1149,8 @@ def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios
     report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk",
                     directors="keepalived (bench peer)" if peer else "lvs-director")
     start = time.monotonic()
-    with interrupts_as_errors(), Lab(cluster, images, workdir, progress, pxe_tree, peer) as lab:
+    with interrupts_as_errors(), Lab(cluster, images, workdir, progress, pxe_tree, peer,
+                                                upgrade_to) as lab:
         try:
             lab.run(scenarios, report)
         except BuilderError as e:

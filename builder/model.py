@@ -35,6 +35,18 @@ class Role(enum.Enum):
         return f"lvs-{self.value}"
 
 
+class Extra(enum.Enum):
+    """A package of the cluster that is no node's role."""
+    APT_SOURCE = "apt-source"   # the repository's sources entry (Debian's *-apt-source convention)
+
+    @property
+    def package(self) -> str:
+        return f"lvs-{self.value}"
+
+
+Kind = Role | Extra  # what build-deb builds
+
+
 class Scheduler(enum.Enum):
     RR = "rr"
     WRR = "wrr"
@@ -146,6 +158,15 @@ class Provisioning:
     dhcp: DhcpMode = DhcpMode.STATIC
     pool: Optional[Pool] = None         # static mode: leases for machines the spec does not know
     http_port: int = 80
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The apt repository the nodes upgrade from (build-repo publishes it): every role
+    package carries its sources entry, so a node upgrades from it whatever installed it."""
+    url: str                            # http:// or https://, ending in /
+    key: Optional[str] = None           # the signing key's public half, armored (a file, relative
+                                        # to the spec); absent: unsigned, `Trusted: yes`
 
 
 @dataclass(frozen=True)
@@ -283,6 +304,7 @@ class Cluster:
     sync_daemon: SyncDaemon = field(default_factory=SyncDaemon)
     pages: Pages = field(default_factory=Pages)
     provisioning: Optional[Provisioning] = None
+    repository: Optional[Repository] = None
 
     # Derived views: templates read these rather than recomputing them.
     @property
@@ -692,6 +714,12 @@ def _cross_check(m: Cluster, c: _Collector, allow_weak_auth: bool) -> list[Probl
 
     if m.provisioning is not None:
         _check_provisioning(m, m.provisioning, c, owners, subnet, warnings)
+    if m.repository is not None:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?/", m.repository.url):
+            c.add("repository.url", f"{m.repository.url!r} is not an http:// or https:// URL ending in /")
+        if m.repository.key is None:
+            warnings.append(Problem("repository.key", "absent: the nodes' sources entry says 'Trusted: yes' and "
+                                    "apt installs whatever that URL serves; give the signing key's public half"))
     return warnings
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import authkey, deb, image, model, pxe, spec
+from . import authkey, deb, image, model, pxe, repo, spec
 from .errors import BuilderError, Problem
-from .model import Cluster, Release, Role
+from .model import Cluster, Extra, Kind, Release, Role
 from .render import FileSpec, render
 from .writer import Change, compare, write_tree
 
@@ -38,9 +39,27 @@ def cluster_key(loaded: Loaded, authkey_file: Path | None) -> str:
     return authkey.ensure(authkey.default_path(loaded.spec_path))
 
 
+def repo_key(loaded: Loaded) -> str | None:
+    """The repository's public key the spec names (repository.key, relative to the spec)."""
+    repository = loaded.cluster.repository
+    if repository is None or repository.key is None:
+        return None
+    path = Path(repository.key)
+    if not path.is_absolute():
+        path = (loaded.spec_path.parent if loaded.spec_path else Path.cwd()) / path
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BuilderError(f"repository.key: {path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in text:
+        raise BuilderError(f"repository.key: {path}: not an armored OpenPGP public key "
+                           "(gpg --armor --export KEYID writes one)")
+    return text
+
+
 def role_files(loaded: Loaded, role: Role, authkey_file: Path | None) -> dict[str, FileSpec]:
     key = cluster_key(loaded, authkey_file) if role is Role.DIRECTOR else None
-    return render(loaded.cluster, role, key, epoch=deb.build_epoch())
+    return render(loaded.cluster, role, key, epoch=deb.build_epoch(), repo_key=repo_key(loaded))
 
 
 def render_role(loaded: Loaded, role: Role, out: Path, *, authkey_file: Path | None = None,
@@ -51,12 +70,17 @@ def render_role(loaded: Loaded, role: Role, out: Path, *, authkey_file: Path | N
     return write_tree(files, out)
 
 
-def build_debs(loaded: Loaded, roles: list[Role], out: Path, *, authkey_file: Path | None = None,
+def published(cluster: Cluster) -> list[Kind]:
+    """The packages of a cluster: its roles, and lvs-apt-source when it names a repository."""
+    return [*Role, *([Extra.APT_SOURCE] if cluster.repository is not None else [])]
+
+
+def build_debs(loaded: Loaded, roles: list[Kind], out: Path, *, authkey_file: Path | None = None,
                lint: bool = False) -> list[tuple[deb.BuiltDeb, str | None]]:
     results = []
     for role in roles:
         key = cluster_key(loaded, authkey_file) if role is Role.DIRECTOR else None
-        built = deb.build(loaded.cluster, role, out, key)
+        built = deb.build(loaded.cluster, role, out, key, repo_key(loaded))
         verdict = deb.lintian(built.path) if lint else None
         results.append((built, verdict))
     return results
@@ -65,10 +89,13 @@ def build_debs(loaded: Loaded, roles: list[Role], out: Path, *, authkey_file: Pa
 def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
                 authkey_file: Path | None = None,
                 on_step: Callable[[str], None] = lambda s: None) -> tuple[deb.BuiltDeb, image.BuiltImage]:
-    """The role's .deb, then its image from that .deb; tools are checked before either is built."""
+    """The role's .deb (and lvs-apt-source's, when the spec names a repository), then its image
+    from them; tools are checked before anything is built."""
     image.check_tools()
-    [(built_deb, _)] = build_debs(loaded, [role], out, authkey_file=authkey_file)
-    return built_deb, image.build(loaded.cluster, role, built_deb.path, out, fmt, on_step=on_step)
+    extra = [Extra.APT_SOURCE] if loaded.cluster.repository is not None else []
+    [(built_deb, _), *sources] = build_debs(loaded, [role, *extra], out, authkey_file=authkey_file)
+    return built_deb, image.build(loaded.cluster, role, built_deb.path, out, fmt, on_step=on_step,
+                                  apt_source=sources[0][0].path if sources else None)
 
 
 def normalized_yaml(cluster: Cluster) -> str:
@@ -85,11 +112,13 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
     found: dict[Role, Path] = {}
     for role in roles:
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"
-        deb_path = images / deb.deb_name(loaded.cluster, role)
+        extra = [Extra.APT_SOURCE] if loaded.cluster.repository is not None else []
         with tempfile.TemporaryDirectory() as tmp:
-            [(fresh, _)] = build_debs(loaded, [role], Path(tmp), authkey_file=authkey_file)
-            current = (path.exists() and deb_path.exists() and deb_path.read_bytes() == fresh.path.read_bytes()
-                       and path.stat().st_mtime >= deb_path.stat().st_mtime)
+            fresh = [b for b, _ in build_debs(loaded, [role, *extra], Path(tmp), authkey_file=authkey_file)]
+            debs = [images / b.path.name for b in fresh]
+            current = (path.exists() and all(d.exists() and d.read_bytes() == b.path.read_bytes()
+                                              for d, b in zip(debs, fresh, strict=True))
+                       and path.stat().st_mtime >= max(d.stat().st_mtime for d in debs))
         if not current:
             if not build:
                 why = "missing" if not path.exists() else "older than the spec"
@@ -128,3 +157,33 @@ def lab_pxe_tree(loaded: Loaded, images: Path, tree: Path, *, build: bool, authk
                                "(or lab --pxe without --no-build)")
         build_pxe(loaded, images, tree, build=build, authkey_file=authkey_file, on_step=on_step)
     return tree
+
+
+def next_version(version: str) -> str:
+    """The version after `version`: its last number raised (1.0 -> 1.1, 2 -> 3, 1.0~rc1 -> 1.0~rc2)."""
+    m = re.fullmatch(r"(.*?)(\d+)", version)
+    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}.1"
+
+
+def upgraded(cluster: Cluster) -> Cluster:
+    """The change `lab --upgrade` rolls out: the next package version, and heartbeat's warntime
+    halfway to deadtime (harmless, and the running heartbeat reports it: proof that the new
+    ha.cf took effect)."""
+    t = cluster.heartbeat.timing
+    timing = dataclasses.replace(t, warntime=round((t.warntime + t.deadtime) / 2, 3))
+    return dataclasses.replace(
+        cluster, package=dataclasses.replace(cluster.package, version=next_version(cluster.package.version)),
+        heartbeat=dataclasses.replace(cluster.heartbeat, timing=timing))
+
+
+def lab_upgrade_repo(loaded: Loaded, out: Path, url: str, *, authkey_file: Path | None = None) -> Cluster:
+    """The repository `lab --upgrade` serves: the spec's packages and the upgraded ones,
+    signed with a throw-away key. Returns the upgraded cluster."""
+    new = upgraded(loaded.cluster)
+    with tempfile.TemporaryDirectory() as tmp:
+        debs = [b.path for cluster in (loaded.cluster, new)
+                for b, _ in build_debs(dataclasses.replace(loaded, cluster=cluster), published(cluster),
+                                       Path(tmp) / cluster.package.version, authkey_file=authkey_file)]
+        with repo.throwaway_key(Path(tmp) / "gnupg", f"lvs-builder lab <lab@{loaded.cluster.name}.invalid>") as key:
+            repo.build(loaded.cluster, debs, out, url, key)
+    return new

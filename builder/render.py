@@ -1,9 +1,11 @@
 """Rendering: model -> {path: FileSpec}. Pure: reads templates, writes nothing.
 
 Every file that lands on a node is one template under overlays/<role>/ (or overlays/common/
-for both roles), at the path it lands on, with `.j2` appended. Path segments are templates
-too (`usr/share/doc/{{ package }}/copyright.j2`). `DEBIAN/` holds the maintainer scripts,
-rendered by `render_control`; they are package metadata, not node files.
+for both roles; overlays/doc/ for every package, overlays/apt-source/ for lvs-apt-source), at
+the path it lands on, with `.j2` appended. Path segments are templates too
+(`usr/share/doc/{{ package }}/copyright.j2`); a template whose name renders empty is not
+shipped. `DEBIAN/` holds the maintainer scripts, rendered by `render_control`; they are package
+metadata, not node files.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import jinja2
 
 from . import data_root
-from .model import Cluster, Role
+from .model import Cluster, Extra, Kind, Role
 
 CONTROL_DIR = "DEBIAN"
 
@@ -67,21 +69,40 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def context(cluster: Cluster, role: Role, authkey: str | None, epoch: int) -> dict[str, object]:
+def sources_name(cluster: Cluster) -> str:
+    """The repository's sources entry, in /etc/apt/sources.list.d/ (and in the repository)."""
+    return f"lvs-{cluster.name}.sources"
+
+
+def context(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+            repo_key: str | None = None) -> dict[str, object]:
+    repo = cluster.repository
     return {
         "c": cluster,
         "role": role.value,
         "package": role.package,
         "authkey": authkey,
+        # The sources entry (overlays/apt-source/): only with a repository in the spec.
+        "repo_sources": sources_name(cluster) if repo else "",
+        "repo_url": repo.url if repo else None,
+        "repo_key": repo_key,
         # Debian changelog date (RFC 2822, UTC) of the build time.
         "changelog_date": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch)),
     }
 
 
-def _templates(role: Role, control: bool) -> list[tuple[str, Path]]:
-    """(template name relative to overlays/, its file) for a role, common ones first."""
+# The overlays/ layers of each package, later ones replacing a file of the same path.
+LAYERS: dict[Kind, tuple[str, ...]] = {
+    Role.DIRECTOR: ("doc", "common", "director"),
+    Role.REALSERVER: ("doc", "common", "realserver"),
+    Extra.APT_SOURCE: ("doc", "apt-source"),
+}
+
+
+def _templates(role: Kind, control: bool) -> list[tuple[str, Path]]:
+    """(template name relative to overlays/, its file) for a package, common ones first."""
     found: dict[str, tuple[str, Path]] = {}
-    for layer in ("common", role.value):
+    for layer in LAYERS[role]:
         base = overlays_dir() / layer
         if not base.is_dir():
             continue
@@ -95,13 +116,15 @@ def _templates(role: Role, control: bool) -> list[tuple[str, Path]]:
     return [found[k] for k in sorted(found)]
 
 
-def _render_set(cluster: Cluster, role: Role, authkey: str | None, epoch: int,
-                control: bool) -> dict[str, FileSpec]:
+def _render_set(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+                control: bool, repo_key: str | None = None) -> dict[str, FileSpec]:
     env = environment()
-    ctx = context(cluster, role, authkey, epoch)
+    ctx = context(cluster, role, authkey, epoch, repo_key)
     out: dict[str, FileSpec] = {}
     for name, path in _templates(role, control):
         rel = name.split("/", 1)[1]
+        if env.from_string(rel).render(ctx).removesuffix(".j2").endswith("/"):
+            continue  # its name rendered empty: not for this spec
         if rel.endswith(".j2"):
             rel = rel[:-3]
             text = env.get_template(name).render(ctx)
@@ -120,15 +143,27 @@ def _render_set(cluster: Cluster, role: Role, authkey: str | None, epoch: int,
     return out
 
 
-def render(cluster: Cluster, role: Role, authkey: str | None, *, epoch: int) -> dict[str, FileSpec]:
+def render(cluster: Cluster, role: Kind, authkey: str | None, *, epoch: int,
+           repo_key: str | None = None) -> dict[str, FileSpec]:
     """Every file that lands on a node of `role`, keyed by its path relative to /.
-    `epoch` dates the changelog (SOURCE_DATE_EPOCH)."""
+    `epoch` dates the changelog (SOURCE_DATE_EPOCH); `repo_key` is the repository's public
+    key (armored) when the spec names one."""
     if role is Role.DIRECTOR and authkey is None:
         raise ValueError("the director's authkeys needs the cluster key")
-    return _render_set(cluster, role, authkey, epoch, control=False)
+    if cluster.repository is not None and cluster.repository.key is not None and repo_key is None:
+        raise ValueError("the sources entry needs the repository's public key")
+    return _render_set(cluster, role, authkey, epoch, control=False, repo_key=repo_key)
 
 
-def render_control(cluster: Cluster, role: Role) -> dict[str, FileSpec]:
+def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
+    """The sources entry for a repository at `url` (signed by `public_key`, if any): the same
+    template the role packages ship it from."""
+    ctx = context(cluster, Extra.APT_SOURCE, None, 0, public_key)
+    ctx.update(repo_url=url, repo_sources=sources_name(cluster))
+    return environment().get_template("apt-source/etc/apt/sources.list.d/{{ repo_sources }}.j2").render(ctx)
+
+
+def render_control(cluster: Cluster, role: Kind) -> dict[str, FileSpec]:
     """The maintainer scripts of a role package, keyed by their name (postinst, ...)."""
     files = _render_set(cluster, role, None, 0, control=True)
     return {rel.split("/", 1)[1]: f for rel, f in files.items()}

@@ -15,14 +15,16 @@ file that names a .deb not yet there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 
 from debian import deb822
 
+from . import render
 from .errors import BuilderError
 from .model import Cluster
 from .run import require, run
@@ -49,6 +52,8 @@ class Repo:
 
 
 def default_url(cluster: Cluster) -> str:
+    if cluster.repository is not None:
+        return cluster.repository.url
     if cluster.provisioning is None:
         raise BuilderError("build-repo: --url: the spec has no provisioning server; say where the nodes "
                            "will reach the repository (--url http://HOST:PORT/)")
@@ -56,34 +61,24 @@ def default_url(cluster: Cluster) -> str:
 
 
 def sources_name(cluster: Cluster) -> str:
-    return f"lvs-{cluster.name}.sources"
-
-
-def _deb822_multiline(text: str) -> str:
-    """A multi-line deb822 field value: continuation lines start with a space, empty ones are ' .'."""
-    lines = text.strip("\n").splitlines()
-    return "\n" + "\n".join(f" {line}" if line.strip() else " ." for line in lines)
-
-
-def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
-    entry = deb822.Deb822()
-    entry["Types"] = "deb"
-    entry["URIs"] = url
-    entry["Suites"] = "./"
-    if public_key:
-        entry["Signed-By"] = _deb822_multiline(public_key)
-    else:
-        entry["Trusted"] = "yes"
-    head = (f"# The {cluster.name} cluster's role packages (lvs-builder build-repo). Install as\n"
-            f"# /etc/apt/sources.list.d/{sources_name(cluster)}\n")
-    if not public_key:
-        head += "# UNSIGNED: apt takes whatever this URL serves (rebuild with --sign-key KEYID).\n"
-    return head + entry.dump()
+    return render.sources_name(cluster)
 
 
 def _gpg(*args: str, input: str | None = None) -> str:
     gpg = require("gpg", "gpg")
     return run([gpg, "--batch", "--yes", *args], input=input).stdout
+
+
+def key_fingerprint(armored: str, where: str) -> str:
+    """The fingerprint of an armored public key (not imported anywhere)."""
+    try:
+        out = _gpg("--with-colons", "--show-keys", input=armored)
+    except BuilderError:
+        out = ""
+    fprs = [line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:")]
+    if not fprs:
+        raise BuilderError(f"{where}: not an OpenPGP public key (gpg --armor --export KEYID writes one)")
+    return fprs[0]
 
 
 def fingerprint(key: str) -> str:
@@ -96,6 +91,25 @@ def fingerprint(key: str) -> str:
     if not fprs:
         raise BuilderError(f"build-repo: --sign-key {key}: no such secret key in GnuPG's keyring")
     return fprs[0]
+
+
+@contextlib.contextmanager
+def throwaway_key(home: Path, user: str) -> Iterator[str]:
+    """A new GnuPG home with one signing key and no passphrase, GnuPG's default while the
+    block runs (the lab signs its repository with it); yields the key's fingerprint. The
+    agent GnuPG started for it is stopped on the way out."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    before = os.environ.get("GNUPGHOME")
+    os.environ["GNUPGHOME"] = str(home)
+    try:
+        _gpg("--passphrase", "", "--quick-gen-key", user, "ed25519", "sign", "never")
+        yield fingerprint(user)
+    finally:
+        run([require("gpgconf", "gpg"), "--kill", "all"], check=False)
+        if before is None:
+            del os.environ["GNUPGHOME"]
+        else:
+            os.environ["GNUPGHOME"] = before
 
 
 def _release(root: Path, cluster: Cluster) -> str:
@@ -111,10 +125,21 @@ def _release(root: Path, cluster: Cluster) -> str:
     return release.dump()
 
 
-def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None) -> Repo:
-    """Publish `debs` into the repository at `out` (keeping the versions already there)."""
+def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None,
+          spec_key: str | None = None) -> Repo:
+    """Publish `debs` into the repository at `out` (keeping the versions already there).
+    `spec_key`: the public key the spec's repository.key names, which the role packages'
+    sources entry trusts: the repository must be signed with it."""
     scan = require("dpkg-scanpackages", "dpkg-dev")
     fpr = fingerprint(sign_key) if sign_key else None
+    if spec_key is not None:
+        expected = key_fingerprint(spec_key, "repository.key")
+        if fpr is None:
+            raise BuilderError(f"build-repo: --sign-key: required: the spec's repository.key ({expected}) is what "
+                               "the nodes trust")
+        if fpr != expected:
+            raise BuilderError(f"build-repo: --sign-key {sign_key}: {fpr} is not the spec's repository.key "
+                               f"({expected}); the nodes would refuse the repository")
     with staging(out) as tmp:
         root = tmp / "repo"
         root.mkdir()
@@ -133,8 +158,8 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
                  str(root / "Release"))
             _gpg("--local-user", fpr, "--digest-algo", "SHA512", "--armor", "--detach-sign", "-o",
                  str(root / "Release.gpg"), str(root / "Release"))
-            public_key = _gpg("--armor", "--export", fpr)
-        (root / sources_name(cluster)).write_text(sources_entry(cluster, url, public_key))
+            public_key = spec_key or _gpg("--armor", "--export", fpr)
+        (root / sources_name(cluster)).write_text(render.sources_entry(cluster, url, public_key))
         held = sorted((p["Package"], p["Version"])
                       for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
         replace_dir(root, out)

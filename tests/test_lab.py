@@ -47,10 +47,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
+UPGRADE_KEYS = ["u0", "u1", "u2", "u3", "u4", "u5", "u-end"]
+
+
 @pytest.mark.slow
 def test_the_lab_proves_the_reference_cluster(built_images: BuiltImages, tmp_path: Path,
                                               show: Callable[[str], None]) -> None:
-    argv, env = lab_argv(built_images, tmp_path / "lab", "--json")
+    """The tutorial's checks, its failure scenarios, then (--upgrade, same boot) the rolling
+    upgrade of all four nodes to the next version, the client requesting the VIP throughout."""
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--upgrade")
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
     table = (tmp_path / "lab" / "report.md").read_text()
@@ -59,8 +64,14 @@ def test_the_lab_proves_the_reference_cluster(built_images: BuiltImages, tmp_pat
     report = json.loads(stdout)
     assert report["ok"] is True and report["error"] is None
     rows = {r["key"]: r for r in report["rows"]}
-    assert list(rows) == ["a", "b", "c", "d", "e", "f", *lab.SCENARIO_KEYS]
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *lab.SCENARIO_KEYS, *UPGRADE_KEYS]
     assert all(r["ok"] for r in rows.values())
+    # The rolling upgrade: every step served every request (the client's 3 s connect timeout
+    # and 5 s read timeout), and ended with all nodes at 1.1, heartbeat running the new ha.cf.
+    for key in UPGRADE_KEYS[:-1]:
+        assert rows[key]["sent"] > 0 and rows[key]["failed"] == 0, rows[key]
+    assert rows["u-end"]["detail"] == "4 nodes at 1.1; warntime 2.5 on both"
+    assert rows["u2"]["vip_at_end"] != rows["u1"]["vip_at_end"]  # the handover moved the VIP
     for key in lab.SCENARIO_KEYS:
         r = rows[key]
         assert r["sent"] > 0 and r["served_again_s"] is not None and r["detected_s"] is not None

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from builder import authkey, spec
 from builder.cli import cli
+from builder.deb import lintian
 from debian import deb822
 
 from .conftest import need_tool, write_spec
@@ -38,9 +39,11 @@ def gnupg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **env}, check=False)
 
 
-def specs(tmp_path: Path) -> tuple[Path, Path, Path]:
+def specs(tmp_path: Path, repository: dict[str, str] | None = None) -> tuple[Path, Path, Path]:
     """The reference spec at version 1.0 and at 1.1 (deadtime 4 s: ha.cf changes), one key."""
     data = spec.parse(spec.reference_text())
+    if repository is not None:
+        data["repository"] = repository
     v1 = write_spec(tmp_path, data, "v1.yaml")
     authkey.ensure(authkey.default_path(v1))  # one key for both versions, as an operator keeps it
     data["package"]["version"] = "1.1"
@@ -131,6 +134,86 @@ def test_bad_key_and_missing_url_are_one_line_errors(tmp_path: Path, gnupg: dict
     assert not (tmp_path / "repo").exists()
 
 
+def export_key(gnupg: dict[str, str], dest: Path) -> Path:
+    dest.write_bytes(subprocess.run(["gpg", "--armor", "--export", "repo@example.org"], env={**os.environ, **gnupg},
+                                    capture_output=True, check=True).stdout)
+    return dest
+
+
+def deb_file(deb: Path, path: str, tmp_path: Path) -> bytes:
+    out = tmp_path / f"x-{deb.name}"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True)
+    return (out / path).read_bytes()
+
+
+def test_with_a_repository_in_the_spec_lvs_apt_source_carries_the_repositorys_entry(
+        tmp_path: Path, gnupg: dict[str, str]) -> None:
+    """The spec names the repository and its key: build-repo publishes lvs-apt-source beside the
+    role packages, carrying the sources entry as a conffile, byte for byte the one it writes
+    beside the indexes; whatever installs it (an image, the PXE tree, apt) leaves a node that
+    upgrades from the repository. Debian's rule for packages that install apt sources (the
+    name ends in -apt-source) holds: lintian's verdict is clean."""
+    url = "http://192.168.1.10:8080/"
+    v1, _, key = specs(tmp_path, {"url": url, "key": export_key(gnupg, tmp_path / "repo-key.asc").name})
+    repo = tmp_path / "repo"
+    r = build_repo(repo, v1, key, "--sign-key", "repo@example.org", env=gnupg)
+    assert r.exit_code == 0, r.output
+    assert packages(repo) == [("lvs-apt-source", "1.0"), ("lvs-director", "1.0"), ("lvs-realserver", "1.0")]
+    entry = (repo / "lvs-reference.sources").read_bytes()
+    [parsed] = deb822.Deb822.iter_paragraphs(entry.decode())
+    assert parsed["URIs"] == url and "BEGIN PGP PUBLIC KEY BLOCK" in parsed["Signed-By"] and "Trusted" not in parsed
+    source_deb = repo / "lvs-apt-source_1.0_all.deb"
+    assert deb_file(source_deb, "etc/apt/sources.list.d/lvs-reference.sources", tmp_path) == entry
+    conffiles = subprocess.run(["dpkg-deb", "-I", str(source_deb), "conffiles"], capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert conffiles == ["/etc/apt/sources.list.d/lvs-reference.sources"]
+    lintian(source_deb)  # raises on an error or a warning
+    for role in ("lvs-director", "lvs-realserver"):  # the role packages leave apt's sources alone
+        listing = subprocess.run(["dpkg-deb", "-c", str(repo / f"{role}_1.0_all.deb")], capture_output=True,
+                                 text=True, check=True).stdout
+        assert "etc/apt/" not in listing
+
+
+def test_the_spec_s_repository_key_is_the_only_key_build_repo_signs_with(tmp_path: Path,
+                                                                        gnupg: dict[str, str]) -> None:
+    other = tmp_path / "other-gnupg"
+    other.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(other)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "someone else <else@example.org>",
+                    "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
+    try:
+        foreign = tmp_path / "foreign.asc"
+        foreign.write_bytes(subprocess.run(["gpg", "--armor", "--export", "else@example.org"], env=env,
+                                           capture_output=True, check=True).stdout)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False)
+    v1, _, key = specs(tmp_path, {"url": "http://192.168.1.10:8080/", "key": foreign.name})
+    r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "repo@example.org", env=gnupg)
+    assert r.exit_code == 1
+    assert re.fullmatch(r"error: build-repo: --sign-key repo@example\.org: [0-9A-F]{40} is not the spec's "
+                        r"repository\.key \([0-9A-F]{40}\); the nodes would refuse the repository",
+                        r.output.splitlines()[-1]), r.output
+    r = build_repo(tmp_path / "repo", v1, key, env=gnupg)
+    assert r.exit_code == 1 and "error: build-repo: --sign-key: required" in r.output.splitlines()[-1]
+    r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "repo@example.org", "--url", "http://10.0.0.1/",
+                   env=gnupg)
+    assert r.exit_code == 1 and r.output.splitlines()[-1].startswith(
+        "error: build-repo: --url http://10.0.0.1/: the spec's repository.url (http://192.168.1.10:8080/) is what")
+    not_a_key = tmp_path / "not-a-key.asc"
+    not_a_key.write_text("hello\n")
+    v1, _, key = specs(tmp_path, {"url": "http://192.168.1.10:8080/", "key": not_a_key.name})
+    r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "repo@example.org", env=gnupg)
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1] == (f"error: repository.key: {not_a_key}: not an armored OpenPGP public key "
+                                         "(gpg --armor --export KEYID writes one)")
+    v1, _, key = specs(tmp_path, {"url": "http://192.168.1.10:8080/", "key": "missing.asc"})
+    r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "repo@example.org", env=gnupg)
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1] == (f"error: repository.key: {tmp_path / 'missing.asc'}: cannot read: "
+                                         "No such file or directory")
+    assert not (tmp_path / "repo").exists()
+
+
 # -- apt, for real ----------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -165,21 +248,26 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         need_tool(tool)
     from .chroot import Chroot
 
-    v1, v2, key = specs(tmp_path)
-    repo = tmp_path / "repo"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    assert build_repo(repo, v1, key, "--sign-key", "repo@example.org", "--url", url, env=gnupg).exit_code == 0
+    # The spec names the repository: the packages carry its sources entry.
+    v1, v2, key = specs(tmp_path, {"url": url, "key": export_key(gnupg, tmp_path / "repo-key.asc").name})
+    repo = tmp_path / "repo"
+    assert build_repo(repo, v1, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
     ch = Chroot.create("trixie", tmp_path)
+    # The first install's bootstrap: the entry from the repository, put in place by hand.
     (ch.root / "etc/apt/sources.list.d/lvs-reference.sources").write_bytes((repo / "lvs-reference.sources")
                                                                            .read_bytes())
     with serving(repo, port, tmp_path / "serve.log"):
         ch.sh("apt-get -q update", network=True)
-        ch.apt("install --no-install-recommends lvs-director")  # as the images install it
+        ch.apt("install --no-install-recommends lvs-director lvs-apt-source")  # as the images install them
         assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.0"
+        # From now on the entry is lvs-apt-source's (a conffile): the upgrade comes through it.
+        assert ch.sh("dpkg-query -S /etc/apt/sources.list.d/lvs-reference.sources").stdout.startswith(
+            "lvs-apt-source: ")
         # The admin edits a conffile; the next version changes it too (deadtime 4).
         ch.sh("sed -i 's/^warntime .*/warntime 2500ms/' /etc/ha.d/ha.cf")
-        assert build_repo(repo, v2, key, "--sign-key", "repo@example.org", "--url", url, env=gnupg).exit_code == 0
+        assert build_repo(repo, v2, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
         ch.sh("apt-get -q update", network=True)
         ch.apt("-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade")
         assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.1"

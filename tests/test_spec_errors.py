@@ -130,6 +130,11 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "provisioning.server: 10.0.0.10 is not on the nodes' subnet 192.168.1.0/24: PXE needs the server on the "
      "segment the machines boot on"),
     ({"provisioning.dhcp": "relay"}, "provisioning.dhcp: 'relay' is not a DHCP mode (static, proxy)"),
+    ({"repository": {"url": "ftp://192.168.1.10/", "key": "repo-key.asc"}},
+     "repository.url: 'ftp://192.168.1.10/' is not an http:// or https:// URL ending in /"),
+    ({"repository": {"url": "http://192.168.1.10:8080", "key": "repo-key.asc"}},
+     "repository.url: 'http://192.168.1.10:8080' is not an http:// or https:// URL ending in /"),
+    ({"repository": {"key": "repo-key.asc"}}, "repository.url: required"),
     ({"provisioning.pool.last": "192.168.1.210", "provisioning.pool.first": "192.168.1.100"},
      "provisioning.pool: 192.168.1.100-192.168.1.210 includes 192.168.1.101, real_servers[0]"),
     ({"provisioning.pool.last": "192.168.1.199"},
@@ -217,3 +222,21 @@ def test_a_node_without_a_mac_warns_and_cannot_be_pxe_rolled_out(reference: dict
     del reference["provisioning"]
     cluster, _ = model.load(reference)
     assert [p.path for p in model.pxe_problems(cluster)] == ["provisioning", "real_servers[1].mac"]
+
+
+def test_an_unsigned_repository_is_a_warning_and_ships_a_trusted_entry(reference: dict[str, Any]) -> None:
+    from builder import render
+    from builder.model import Extra, Role
+
+    reference["repository"] = {"url": "http://192.168.1.10:8080/"}
+    cluster, warnings = model.load(reference)
+    assert [str(w) for w in warnings] == [
+        "repository.key: absent: the nodes' sources entry says 'Trusted: yes' and apt installs whatever that URL "
+        "serves; give the signing key's public half"]
+    files = render.render(cluster, Extra.APT_SOURCE, None, epoch=0)
+    entry = files["etc/apt/sources.list.d/lvs-reference.sources"].content.decode()
+    assert not [p for p in render.render(cluster, Role.REALSERVER, None, epoch=0) if p.startswith("etc/apt/")]
+    assert "\nURIs: http://192.168.1.10:8080/\nSuites: ./\nTrusted: yes\n" in entry
+    del reference["repository"]
+    cluster, _ = model.load(reference)
+    assert not [p for p in render.render(cluster, Extra.APT_SOURCE, None, epoch=0) if p.startswith("etc/apt/")]
