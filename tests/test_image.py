@@ -75,6 +75,7 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
         echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
         echo ip_vs=$(awk '$1 ~ /^ip_vs/ {print $1}' /proc/modules | sort | tr '\n' ' ')
         echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+        echo ipvs_sysctl=$(cat /proc/sys/net/ipv4/vs/expire_nodest_conn /proc/sys/net/ipv4/vs/expire_quiescent_template)
         echo heartbeat=$(systemctl is-enabled heartbeat.service)
         echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
         echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
@@ -88,6 +89,7 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     assert f["address"] == "192.168.1.104/24"
     assert set(f["ip_vs"].split()) >= {"ip_vs", "ip_vs_rr", "ip_vs_wlc", "ip_vs_ftp", "ip_vs_sh"}
     assert f["ip_forward"] == "1"
+    assert f["ipvs_sysctl"] == "1 1"  # the IPVS modules were loaded before systemd-sysctl applied ours
     assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "enabled")
     assert f["authkeys"] == "600 root:root"
     assert f["hafiles"] == "4"
@@ -180,3 +182,37 @@ def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_pat
     leftovers = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
                                capture_output=True, text=True).stdout + Path("/proc/self/mounts").read_text()
     assert "dib_image." not in leftovers and "dib_build." not in leftovers
+
+
+def test_an_image_of_a_spec_with_a_repository_carries_its_sources_entry(built_images: BuiltImages,
+                                                                        tmp_path: Path) -> None:
+    """A spec naming its repository: build-image installs lvs-apt-source beside the role package,
+    so the image, and the PXE tree's root filesystem made from it, hold the repository's sources
+    entry, owned by that package (the upgrade path of a node booted from either)."""
+    from click.testing import CliRunner
+
+    from builder import pxe
+    from builder.cli import cli
+
+    from .conftest import write_spec
+
+    data = spec.parse(spec.reference_text())
+    data["repository"] = {"url": "http://192.168.1.10:8080/"}  # unsigned: no key to make here
+    spec_path = write_spec(tmp_path, data)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["build-image", "realserver", "--spec", str(spec_path), "--out", str(out)],
+                           env={"XDG_DATA_HOME": str(built_images.data_home)})
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("*.deb")) == ["lvs-apt-source_1.0_all.deb", "lvs-realserver_1.0_all.deb"]
+    work = tmp_path / "work"
+    work.mkdir()
+    squashfs = tmp_path / "filesystem.squashfs"
+    pxe.root_squashfs(out / "lvs-realserver-trixie.qcow2", squashfs, work)
+
+    def cat(path: str) -> str:
+        return subprocess.run(["unsquashfs", "-cat", str(squashfs), path], capture_output=True, text=True,
+                              check=True).stdout
+
+    entry = cat("etc/apt/sources.list.d/lvs-reference.sources")
+    assert "\nURIs: http://192.168.1.10:8080/\nSuites: ./\nTrusted: yes\n" in entry
+    assert "/etc/apt/sources.list.d/lvs-reference.sources" in cat("var/lib/dpkg/info/lvs-apt-source.list")
