@@ -60,12 +60,16 @@ class Chroot:
             "force-unsafe-io\npath-exclude=/usr/share/man/*\npath-exclude=/usr/share/locale/*\n")
         return cls(release, root)
 
-    def sh(self, script: str, *, network: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a shell script inside the chroot, in private mount (and, unless network, net) namespaces."""
+    def sh(self, script: str, *, network: bool = False, netns: str | None = None,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a shell script inside the chroot, in private mount (and, unless network, net) namespaces;
+        with `netns`, inside that (test-made) network namespace instead."""
         inner = (f"mount --bind {shlex.quote(str(self.archives))} {shlex.quote(str(self.root))}/var/cache/apt/archives"
                  f" && exec chroot {shlex.quote(str(self.root))} /bin/sh -ec {shlex.quote(script)}")
         cmd = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={self.root}/proc"]
-        if not network:
+        if netns is not None:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        elif not network:
             cmd.append("--net")
         return run([*cmd, "/bin/sh", "-ec", inner], check=check,
                    env={"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8",

@@ -1,5 +1,6 @@
 """build-repo: the apt repository of the role packages, its signature, publishing a new version,
-and (slow) apt in a trixie chroot installing and upgrading from it over HTTP on loopback."""
+and (slow) apt in a trixie chroot installing and upgrading from it over HTTP, the repository
+served inside a network namespace the test makes (loopback only)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from builder import authkey, spec
+from builder import authkey, deb, spec
 from builder.cli import cli
 from builder.deb import lintian
+from builder.model import Role
 from debian import deb822
 
 from .conftest import need_tool, write_spec
@@ -216,19 +217,29 @@ def test_the_spec_s_repository_key_is_the_only_key_build_repo_signs_with(tmp_pat
 
 # -- apt, for real ----------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@contextlib.contextmanager
+def private_netns() -> Iterator[str]:
+    """A network namespace of the test's own: loopback only, no route anywhere; deleted after,
+    whatever still runs in it stopped by PID first."""
+    name = f"lvs-repo-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 @contextlib.contextmanager
-def serving(repo: Path, port: int, log: Path) -> Iterator[None]:
-    """`lvs-builder repo serve` on loopback, stopped by its PID."""
+def serving(repo: Path, port: int, log: Path, netns: str) -> Iterator[None]:
+    """`lvs-builder repo serve` on the loopback of a private network namespace, stopped by its PID."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "builder", "repo", "serve", "--dir", str(repo),
-                                 "--address", "127.0.0.1", "--port", str(port)], stdout=out, stderr=out)
+        proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "builder", "repo", "serve",
+                                 "--dir", str(repo), "--address", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
         while "ready:" not in log.read_text():
@@ -248,28 +259,35 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         need_tool(tool)
     from .chroot import Chroot
 
-    port = free_port()
+    port = 8080  # on the namespace's own loopback: nothing else listens there
     url = f"http://127.0.0.1:{port}/"
-    # The spec names the repository: the packages carry its sources entry.
+    # The spec names the repository: lvs-apt-source carries its sources entry.
     v1, v2, key = specs(tmp_path, {"url": url, "key": export_key(gnupg, tmp_path / "repo-key.asc").name})
     repo = tmp_path / "repo"
     assert build_repo(repo, v1, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
     ch = Chroot.create("trixie", tmp_path)
+    # What lvs-director needs from Debian's archive, first, over the machine's network; the rest
+    # happens in a namespace of the test's own where only the repository is reachable (apt reads
+    # only its entry there: the nodes of a cluster need no more).
+    needs = [alt.split(" | ")[0] for alt in (*deb.PRE_DEPENDS[Role.DIRECTOR], *deb.DEPENDS[Role.DIRECTOR])]
+    ch.apt("install --no-install-recommends " + " ".join(needs))
+    entry = "/etc/apt/sources.list.d/lvs-reference.sources"
+    only_ours = f"-o Dir::Etc::SourceList={entry} -o Dir::Etc::SourceParts=-"
     # The first install's bootstrap: the entry from the repository, put in place by hand.
-    (ch.root / "etc/apt/sources.list.d/lvs-reference.sources").write_bytes((repo / "lvs-reference.sources")
-                                                                           .read_bytes())
-    with serving(repo, port, tmp_path / "serve.log"):
-        ch.sh("apt-get -q update", network=True)
-        ch.apt("install --no-install-recommends lvs-director lvs-apt-source")  # as the images install them
+    (ch.root / entry.lstrip("/")).write_bytes((repo / "lvs-reference.sources").read_bytes())
+    with private_netns() as ns, serving(repo, port, tmp_path / "serve.log", ns):
+        ch.sh(f"apt-get -q {only_ours} update", netns=ns)
+        # as the images install them
+        ch.sh(f"apt-get -q -y {only_ours} install --no-install-recommends lvs-director lvs-apt-source", netns=ns)
         assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.0"
         # From now on the entry is lvs-apt-source's (a conffile): the upgrade comes through it.
-        assert ch.sh("dpkg-query -S /etc/apt/sources.list.d/lvs-reference.sources").stdout.startswith(
-            "lvs-apt-source: ")
+        assert ch.sh(f"dpkg-query -S {entry}").stdout.startswith("lvs-apt-source: ")
         # The admin edits a conffile; the next version changes it too (deadtime 4).
         ch.sh("sed -i 's/^warntime .*/warntime 2500ms/' /etc/ha.d/ha.cf")
         assert build_repo(repo, v2, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
-        ch.sh("apt-get -q update", network=True)
-        ch.apt("-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade")
+        ch.sh(f"apt-get -q {only_ours} update", netns=ns)
+        ch.sh(f"apt-get -q -y {only_ours} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+              "upgrade", netns=ns)
         assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.1"
         ha_cf = (ch.root / "etc/ha.d/ha.cf").read_text()
         assert "warntime 2500ms" in ha_cf and "deadtime 3" in ha_cf  # the admin's file, kept
@@ -277,7 +295,7 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         # A Release changed after signing: apt refuses the repository.
         inrelease = repo / "InRelease"
         inrelease.write_text(inrelease.read_text().replace("Label: lvs-reference", "Label: lvs-evil"))
-        refused = ch.sh("apt-get -q update 2>&1", network=True, check=False).stdout
+        refused = ch.sh(f"apt-get -q {only_ours} update 2>&1", netns=ns, check=False).stdout
         # apt keeps the lists it verified before and says why it took nothing from the repository
         assert re.search(rf"^Err:\d+ {re.escape(url.rstrip('/'))} \./ InRelease$", refused, re.M), refused
         assert "An error occurred during the signature verification" in refused
