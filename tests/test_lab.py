@@ -88,7 +88,10 @@ def test_the_lab_proves_the_reference_cluster(built_images: BuiltImages, tmp_pat
 @pytest.mark.slow
 def test_an_interrupted_lab_leaves_no_vm_and_no_namespace(built_images: BuiltImages, tmp_path: Path) -> None:
     argv, env = lab_argv(built_images, tmp_path / "lab", "--scenario", "none")
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as from a terminal: a shell that runs the tests as a background job hands its
+    # children SIGINT ignored, and Python then installs no KeyboardInterrupt for it.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started: list[int] = []
     try:
         assert proc.stderr is not None
