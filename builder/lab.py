@@ -44,8 +44,9 @@ from .model import Cluster, Node, Role
 from .netns import BRIDGE, Netns, remove_stale
 from .pxe import PXE_MEMORY_MIB, READY
 from .qemu import GuestResult, Vm
+from .render import sources_name
 from .repo import READY as REPO_READY
-from .repo import REPO_PORT, sources_name
+from .repo import REPO_PORT
 from .run import log, require
 
 MEMORY_MIB = 512

@@ -70,9 +70,15 @@ def render_role(loaded: Loaded, role: Role, out: Path, *, authkey_file: Path | N
     return write_tree(files, out)
 
 
+def extras(cluster: Cluster) -> list[Kind]:
+    """What every node of the cluster gets beside its role package: lvs-apt-source, when the
+    spec names a repository."""
+    return [Extra.APT_SOURCE] if cluster.repository is not None else []
+
+
 def published(cluster: Cluster) -> list[Kind]:
-    """The packages of a cluster: its roles, and lvs-apt-source when it names a repository."""
-    return [*Role, *([Extra.APT_SOURCE] if cluster.repository is not None else [])]
+    """The packages of a cluster: its roles and its extras."""
+    return [*Role, *extras(cluster)]
 
 
 def build_debs(loaded: Loaded, roles: list[Kind], out: Path, *, authkey_file: Path | None = None,
@@ -92,8 +98,7 @@ def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *
     """The role's .deb (and lvs-apt-source's, when the spec names a repository), then its image
     from them; tools are checked before anything is built."""
     image.check_tools()
-    extra = [Extra.APT_SOURCE] if loaded.cluster.repository is not None else []
-    [(built_deb, _), *sources] = build_debs(loaded, [role, *extra], out, authkey_file=authkey_file)
+    [(built_deb, _), *sources] = build_debs(loaded, [role, *extras(loaded.cluster)], out, authkey_file=authkey_file)
     return built_deb, image.build(loaded.cluster, role, built_deb.path, out, fmt, on_step=on_step,
                                   apt_source=sources[0][0].path if sources else None)
 
@@ -112,9 +117,9 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
     found: dict[Role, Path] = {}
     for role in roles:
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"
-        extra = [Extra.APT_SOURCE] if loaded.cluster.repository is not None else []
         with tempfile.TemporaryDirectory() as tmp:
-            fresh = [b for b, _ in build_debs(loaded, [role, *extra], Path(tmp), authkey_file=authkey_file)]
+            fresh = [b for b, _ in build_debs(loaded, [role, *extras(loaded.cluster)], Path(tmp),
+                                              authkey_file=authkey_file)]
             debs = [images / b.path.name for b in fresh]
             current = (path.exists() and all(d.exists() and d.read_bytes() == b.path.read_bytes()
                                               for d, b in zip(debs, fresh, strict=True))

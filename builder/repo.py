@@ -60,10 +60,6 @@ def default_url(cluster: Cluster) -> str:
     return f"http://{cluster.provisioning.server}:{REPO_PORT}/"
 
 
-def sources_name(cluster: Cluster) -> str:
-    return render.sources_name(cluster)
-
-
 def _gpg(*args: str, input: str | None = None) -> str:
     gpg = require("gpg", "gpg")
     return run([gpg, "--batch", "--yes", *args], input=input).stdout
@@ -159,11 +155,11 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
             _gpg("--local-user", fpr, "--digest-algo", "SHA512", "--armor", "--detach-sign", "-o",
                  str(root / "Release.gpg"), str(root / "Release"))
             public_key = spec_key or _gpg("--armor", "--export", fpr)
-        (root / sources_name(cluster)).write_text(render.sources_entry(cluster, url, public_key))
+        (root / render.sources_name(cluster)).write_text(render.sources_entry(cluster, url, public_key))
         held = sorted((p["Package"], p["Version"])
                       for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
         replace_dir(root, out)
-    return Repo(out, held, fpr, out / sources_name(cluster))
+    return Repo(out, held, fpr, out / render.sources_name(cluster))
 
 
 def serve(root: Path, address: str, port: int, say: Callable[[str], None] = print) -> None:
