@@ -46,6 +46,12 @@ class Chroot:
         self.archives = cache_dir() / f"archives-{release}"
         self.archives.mkdir(exist_ok=True)
         (self.archives / "partial").mkdir(exist_ok=True)
+        # The shared cache holds the archive's packages only. apt takes a cached .deb whose name and
+        # size match the index without checking its hash, so one from an earlier test's repository
+        # (same version, another throw-away key, same size) would be installed in place of the one
+        # served now; such files are removed, and test repositories are not cached (see sh()).
+        for stale in self.archives.glob("lvs-*.deb"):
+            stale.unlink()
 
     @classmethod
     def create(cls, release: str, where: Path) -> Chroot:
@@ -63,9 +69,12 @@ class Chroot:
     def sh(self, script: str, *, network: bool = False, netns: str | None = None,
            check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a shell script inside the chroot, in private mount (and, unless network, net) namespaces;
-        with `netns`, inside that (test-made) network namespace instead."""
-        inner = (f"mount --bind {shlex.quote(str(self.archives))} {shlex.quote(str(self.root))}/var/cache/apt/archives"
-                 f" && exec chroot {shlex.quote(str(self.root))} /bin/sh -ec {shlex.quote(script)}")
+        with `netns`, inside that (test-made) network namespace instead, where apt reaches only the
+        test's own repository: its downloads stay in the chroot, out of the shared cache."""
+        inner = f"exec chroot {shlex.quote(str(self.root))} /bin/sh -ec {shlex.quote(script)}"
+        if netns is None:
+            inner = (f"mount --bind {shlex.quote(str(self.archives))} {shlex.quote(str(self.root))}"
+                     f"/var/cache/apt/archives && {inner}")
         cmd = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={self.root}/proc"]
         if netns is not None:
             cmd = ["ip", "netns", "exec", netns, *cmd]
