@@ -168,6 +168,12 @@ def serve(root: Path, address: str, port: int, say: Callable[[str], None] = prin
         raise BuilderError(f"{root}: not a repository build-repo made (no Release)")
 
     class Handler(http.server.SimpleHTTPRequestHandler):
+        def send_head(self) -> Any:
+            # Always the file as it is now: HTTP dates have whole seconds, so an index published
+            # within the second a node last fetched it would be answered "304 Not Modified".
+            del self.headers["If-Modified-Since"]
+            return super().send_head()
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
             say(f"{self.client_address[0]} {format % args}")
 

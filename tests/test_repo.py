@@ -294,12 +294,11 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         assert "deadtime 4" in (ch.root / "etc/ha.d/ha.cf.dpkg-dist").read_text()  # the new one, beside it
         # A Release changed after signing: apt refuses the repository.
         inrelease = repo / "InRelease"
-        signed_at = inrelease.stat().st_mtime
+        # Its date kept as signed (as if altered within that second): repo serve answers with the
+        # file as it is, not "304 Not Modified" to apt's If-Modified-Since.
+        signed = inrelease.stat()
         inrelease.write_text(inrelease.read_text().replace("Label: lvs-reference", "Label: lvs-evil"))
-        # HTTP dates have whole seconds: altered within the second it was signed, the file would be
-        # answered "304 Not Modified" to apt's If-Modified-Since; a mirror serving an altered file
-        # serves a newer one.
-        os.utime(inrelease, (signed_at + 2, signed_at + 2))
+        os.utime(inrelease, ns=(signed.st_atime_ns, signed.st_mtime_ns))
         refused = ch.sh(f"apt-get -q {only_ours} update 2>&1", netns=ns, check=False).stdout
         # apt keeps the lists it verified before and says why it took nothing from the repository
         assert re.search(rf"^Err:\d+ {re.escape(url.rstrip('/'))} \./ InRelease$", refused, re.M), refused
