@@ -25,7 +25,7 @@ from .writer import populate, staging
 DEFAULT_EPOCH = 1767225600
 
 # The director's preinst diverts a conffile of each (ldirectord's dummy ldirectord.cf,
-# heartbeat's rc.d/status): they must be unpacked and configured first, or dpkg leaves their
+# heartbeat's harc): they must be unpacked and configured first, or dpkg leaves their
 # conffile as .dpkg-new beside the diverted name (a fresh `apt install` unpacks everything
 # before it configures anything).
 PRE_DEPENDS: dict[Kind, list[str]] = {Role.DIRECTOR: ["heartbeat", "ldirectord"], Role.REALSERVER: [],

@@ -237,12 +237,13 @@ def served_again(answers: list[Answer], t_fail: float, until: float, expected: s
 
 def seen_in_journal(journal: str, gone: str, keepalived: bool, offset: float) -> float | None:
     """In a survivor's `journalctl -o short-monotonic`, the first line saying it saw director
-    `gone` go (heartbeat: `node X: is dead` or `Received shutdown notice from 'X'`; keepalived:
-    `Entering MASTER STATE`), as guest uptime + `offset` (on the lab's clock, seconds after the
-    failure). Lines from before the failure (an earlier failover's) are skipped."""
+    `gone` go (heartbeat: `node X: is dead` or `Received shutdown notice from 'X'`, or, from
+    lvs-director's harc, `X hands over` when X's heartbeat stops; keepalived: `Entering MASTER
+    STATE`), as guest uptime + `offset` (on the lab's clock, seconds after the failure). Lines
+    from before the failure (an earlier failover's) are skipped."""
     name = re.escape(gone)
     said = re.compile(r"Entering MASTER STATE" if keepalived else
-                      rf"node {name}: is dead|Received shutdown notice from '{name}'")
+                      rf"node {name}: is dead|Received shutdown notice from '{name}'|{name} hands over")
     for line in journal.splitlines():
         m = re.match(r"\[\s*(\d+\.\d+)\]", line)
         if m and said.search(line):

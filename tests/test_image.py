@@ -76,12 +76,16 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
         echo ip_vs=$(awk '$1 ~ /^ip_vs/ {print $1}' /proc/modules | sort | tr '\n' ' ')
         echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
         echo ipvs_sysctl=$(cat /proc/sys/net/ipv4/vs/expire_nodest_conn /proc/sys/net/ipv4/vs/expire_quiescent_template)
+        echo neigh=$(cd /proc/sys/net/ipv4/neigh/eth0 && cat base_reachable_time_ms delay_first_probe_time \
+                     retrans_time_ms)
         echo heartbeat=$(systemctl is-enabled heartbeat.service)
         echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
         echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
         echo hafiles=$(cd /etc/ha.d && ls ha.cf haresources ldirectord.cf resource.d/LVSSyncDaemonSwap | wc -l)
-        echo status=$(readlink /etc/ha.d/rc.d/status)
-        echo diverted=$(cd /etc/ha.d && ls ldirectord.cf.lvs-director-orig rc.d/status.lvs-director-orig | wc -l)
+        echo harc=$(readlink /etc/ha.d/harc)
+        echo diverted=$(cd /etc/ha.d && ls ldirectord.cf.lvs-director-orig harc.lvs-director-orig | wc -l)
+        echo "stop=$(systemctl show -p ExecStop --value heartbeat.service | grep -o 'argv\[\]=[^;]*' \
+                     | sed 's/^argv\[\]=//; s/ *$//' | paste -sd,)"
         echo dpkg_new=$(find /etc -name '*.dpkg-new' | tr '\n' ' ')
     """)
     assert f["hostname"] == "loadb2"
@@ -90,12 +94,16 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
     assert set(f["ip_vs"].split()) >= {"ip_vs", "ip_vs_rr", "ip_vs_wlc", "ip_vs_ftp", "ip_vs_sh"}
     assert f["ip_forward"] == "1"
     assert f["ipvs_sysctl"] == "1 1"  # the IPVS modules were loaded before systemd-sysctl applied ours
+    assert f["neigh"] == "1000 1 500"  # eth0's, from the same drop-in
     assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "enabled")
     assert f["authkeys"] == "600 root:root"
     assert f["hafiles"] == "4"
     # heartbeat's and ldirectord's diverted conffiles are where the diversions say (installed in
     # one apt transaction, as an operator does: Pre-Depends configure them before our preinst)
-    assert (f["status"], f["diverted"], f["dpkg_new"]) == ("status.lvs-director", "2", "")
+    assert (f["harc"], f["diverted"], f["dpkg_new"]) == ("harc.lvs-director", "2", "")
+    # heartbeat's stop hands the VIPs over first (the drop-in puts ours before heartbeat's own)
+    assert f["stop"] == ("/usr/libexec/lvs-director/heartbeat-stop before,"
+                         "/usr/libexec/heartbeat/heartbeat -k"), f["stop"]
     assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
         in vm.console_text()
 

@@ -7,6 +7,7 @@ configuration names. Like piuparts: the system after purge equals the system bef
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -83,6 +84,32 @@ def _assert_purged_like_before(ch: Chroot, before: dict[str, str], pkg: str) -> 
     assert (added, removed, changed) == ([], [], [])
 
 
+def _vip_hooks_act(ch: Chroot) -> None:
+    """The installed harc and heartbeat-stop, run as heartbeat and systemd would, as loadb2 with
+    eth0 in the chroot's own network namespace (no heartbeat runs here: heartbeat's harc, which
+    ours execs after, finds none of its environment and stops at once)."""
+    script = r"""
+        echo loadb2 > /proc/sys/kernel/hostname
+        ip link add eth0 type bridge && ip link set eth0 up && ip address add 192.168.1.104/24 dev eth0
+        vip() { echo "$1=$(ip -4 -o address show dev eth0 to 192.168.1.105/32 | wc -l)"; }
+        HA_src=loadb1 HA_step=ask timeout 20 /etc/ha.d/harc lvs-handover
+        vip asked                       # heartbeat here is not running: no claim
+        HA_src=loadb1 HA_st=dead timeout 20 /etc/ha.d/harc status >/dev/null 2>&1 || true
+        vip dead                        # the other director is dead: claimed
+        HA_src=loadb3 HA_st=dead timeout 20 /etc/ha.d/harc status >/dev/null 2>&1 || true
+        HA_src=loadb1 HA_step=done timeout 20 /etc/ha.d/harc lvs-handover
+        echo "answer=$(ls /run/lvs-builder/handed-over)"
+        timeout 20 /usr/libexec/lvs-director/heartbeat-stop before  # no peer to ask: at once
+        vip before
+        timeout 20 /usr/libexec/lvs-director/heartbeat-stop after
+        vip after                       # heartbeat stopped: no VIP stays
+    """
+    out = ch.sh(f"unshare --uts /bin/sh -ec {shlex.quote(script)}").stdout
+    facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert (facts["asked"], facts["dead"], facts["answer"], facts["before"], facts["after"]) == \
+        ("0", "1", "/run/lvs-builder/handed-over", "1", "0"), out
+
+
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
 def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
     ch = chroot
@@ -110,6 +137,11 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert "ldirectord.service" in _links(ch, wants)
     assert "lvs-sync-backup.service" in _links(ch, wants)  # the standby receives the active's connections
     assert _links(ch, "etc/rc2.d/S*ldirectord") != [] and _links(ch, "etc/rc2.d/S*heartbeat") != []
+    # heartbeat's harc displaced as ldirectord.cf is; ours acts on the events that move the VIP.
+    assert os.readlink(ha / "harc") == "harc.lvs-director"
+    assert "diversion of /etc/ha.d/harc to /etc/ha.d/harc.lvs-director-orig by lvs-director" \
+        in ch.sh("dpkg-divert --list").stdout
+    _vip_hooks_act(ch)
     # Idempotent: configuring again changes nothing.
     state = ch.snapshot()
     _configure_again(ch, "lvs-director")

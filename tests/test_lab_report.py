@@ -87,6 +87,8 @@ JOURNAL = """\
 [  202.334323] loadb2 heartbeat[503]: [503]: WARN: node loadb1: is dead
 [  202.335815] loadb2 heartbeat[503]: [503]: info: Resources being acquired from loadb1.
 [  305.100000] loadb2 heartbeat[503]: [503]: info: Received shutdown notice from 'loadb1'.
+[  401.200000] loadb2 lvs-director[911]: loadb1 hands over: VIPs claimed (192.168.1.105/24/eth0/...); heartbeat ...
+[  403.900000] loadb2 heartbeat[503]: [503]: info: Received shutdown notice from 'loadb1'.
 [   99.000000] loadb1 Keepalived_vrrp[420]: (VI_1) Entering MASTER STATE
 [  203.500000] loadb1 Keepalived_vrrp[420]: (VI_1) Entering MASTER STATE
 """
@@ -100,4 +102,6 @@ def test_detection_is_read_from_the_survivors_log_on_the_labs_clock() -> None:
     # keepalived: the survivor's first MASTER state after the failure, not the one at boot
     assert round(seen_in_journal(JOURNAL, "loadb2", True, -200.0) or -1, 3) == 3.5
     assert seen_in_journal(JOURNAL, "loadb2", False, -197.0) is None  # nothing about loadb2
-    assert seen_in_journal(JOURNAL, "loadb1", False, -400.0) is None  # all before the failure
+    # a clean stop of a director that hands over: the survivor knew when it claimed the VIPs
+    assert round(seen_in_journal(JOURNAL, "loadb1", False, -400.0) or -1, 3) == 1.2
+    assert seen_in_journal(JOURNAL, "loadb1", False, -500.0) is None  # all before the failure

@@ -144,7 +144,10 @@ def test_director_modules_and_forwarding() -> None:
     assert mods == sorted(["ip_vs", "ip_vs_dh", "ip_vs_ftp", "ip_vs_lblc", "ip_vs_lblcr", "ip_vs_lc", "ip_vs_nq",
                            "ip_vs_rr", "ip_vs_sed", "ip_vs_sh", "ip_vs_wlc", "ip_vs_wrr"])
     assert _significant(files["etc/sysctl.d/60-lvs-director.conf"].content.decode()) == [
-        "net.ipv4.ip_forward = 1", "net.ipv4.vs.expire_nodest_conn = 1", "net.ipv4.vs.expire_quiescent_template = 1"]
+        "net.ipv4.ip_forward = 1", "net.ipv4.vs.expire_nodest_conn = 1", "net.ipv4.vs.expire_quiescent_template = 1",
+        # the spec's interface (network.interface)
+        "net/ipv4/neigh/eth0/base_reachable_time_ms = 1000", "net/ipv4/neigh/eth0/delay_first_probe_time = 1",
+        "net/ipv4/neigh/eth0/retrans_time_ms = 500"]
 
 
 def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
