@@ -80,10 +80,34 @@ def test_lvsvip_claims_and_releases_the_address(tmp_path: Path, netns: str) -> N
     assert vip("status") == (0, "192.168.1.105 stopped\n")
 
 
+def test_lvsvip_claim_adds_every_vip_once(tmp_path: Path, netns: str) -> None:
+    """harc's quick claim: all VIPs by one ip call; one already held stays, once, and the rest
+    are still added after it."""
+    script = _script(tmp_path, "LVSVip")
+    held, other = "192.168.1.105/24/eth0/192.168.1.255", "192.168.1.106/24/eth0"
+
+    def addresses() -> str:
+        return subprocess.run(["ip", "-n", netns, "-4", "-o", "address", "show", "dev", "eth0"],
+                              capture_output=True, text=True, check=True).stdout
+
+    subprocess.run(["ip", "netns", "exec", netns, script, held, "start"], check=True)
+    p = subprocess.run(["ip", "netns", "exec", netns, script, "claim", held, other], capture_output=True, text=True)
+    assert (p.returncode, p.stderr.replace("LVSVip: no /usr/libexec/heartbeat/send_arp: ", "")
+            .replace("192.168.1.105 added without gratuitous ARP\n", "")
+            .replace("192.168.1.106 added without gratuitous ARP\n", "")) == (0, "")
+    have = addresses()
+    assert have.count("192.168.1.105/") == 1
+    assert "inet 192.168.1.105/24 brd 192.168.1.255 scope global secondary eth0" in have
+    assert "inet 192.168.1.106/24 scope global secondary eth0" in have
+    for arg in (held, other):
+        assert subprocess.run(["ip", "netns", "exec", netns, script, arg, "stop"]).returncode == 0
+    assert "192.168.1.10" not in addresses().replace("192.168.1.104", "")
+
+
 def test_lvsvip_bad_arguments_print_usage(tmp_path: Path) -> None:
     script = _script(tmp_path, "LVSVip")
     for args in ([], ["192.168.1.105/24/eth0/192.168.1.255"], ["192.168.1.105", "start"],
-                 ["192.168.1.105/24/eth0", "restart"]):
+                 ["192.168.1.105/24/eth0", "restart"], ["claim"], ["claim", "192.168.1.105"]):
         proc = subprocess.run([script, *args], capture_output=True, text=True)
         assert proc.returncode == 1
         assert proc.stderr.startswith("usage: LVSVip ADDRESS/PREFIX/INTERFACE[/BROADCAST]")
