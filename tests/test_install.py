@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from debian.debfile import DebFile
 
 from builder.cli import cli
+from builder.run import run
 
 from .chroot import Chroot
 from .conftest import need_tool
@@ -157,6 +158,57 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
 
     ch.apt("purge lvs-director")
     _assert_purged_like_before(ch, before, "lvs-director")
+
+
+def _old_status_hook_deb(where: Path) -> Path:
+    """lvs-director as an earlier lvs-builder built it, reduced to what this upgrade concerns:
+    heartbeat's rc.d/status diverted and linked to its own rc.d/status.lvs-director, a conffile
+    (maintainer scripts as 8834c68 rendered them)."""
+    root = where / "old"
+    scripts = {
+        "preinst": 'case "$1" in install|upgrade) dpkg-divert --package lvs-director --add --rename '
+                   '--divert /etc/ha.d/rc.d/status.lvs-director-orig /etc/ha.d/rc.d/status ;; esac',
+        "postinst": 'case "$1" in configure) ln -sfn status.lvs-director /etc/ha.d/rc.d/status ;; esac',
+        "postrm": 'case "$1" in remove|abort-install|disappear) if [ -L /etc/ha.d/rc.d/status ]; then '
+                  'rm -f /etc/ha.d/rc.d/status; fi; dpkg-divert --package lvs-director --remove --rename '
+                  '--divert /etc/ha.d/rc.d/status.lvs-director-orig /etc/ha.d/rc.d/status ;; esac',
+        "etc/ha.d/rc.d/status.lvs-director": 'exec /etc/ha.d/rc.d/status.lvs-director-orig "$@"',
+    }
+    for name, body in scripts.items():
+        f = root / name if "/" in name else root / "DEBIAN" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"#!/bin/sh\nset -e\n{body}\n")
+        f.chmod(0o755)
+    (root / "DEBIAN/conffiles").write_text("/etc/ha.d/rc.d/status.lvs-director\n")
+    (root / "DEBIAN/control").write_text(
+        "Package: lvs-director\nVersion: 0.9\nArchitecture: all\nMaintainer: lvs-builder tests <root@localhost>\n"
+        "Pre-Depends: heartbeat\nDescription: lvs-director as an earlier lvs-builder built it (test)\n")
+    deb = where / "lvs-director_0.9_all.deb"
+    run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)])
+    return deb
+
+
+@pytest.mark.parametrize("chroot", ["trixie"], indirect=True)
+def test_director_upgrade_gives_heartbeat_its_status_back(chroot: Chroot, debs: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """Upgrading from an lvs-director that hooked heartbeat's rc.d/status (the hook is in harc
+    now): heartbeat's file is back, not diverted, and the old hook, an obsolete conffile, is gone."""
+    ch = chroot
+    ch.apt("install " + " ".join(_depends(debs["lvs-director"])))
+    rc = ch.root / "etc/ha.d/rc.d"
+    heartbeats = (rc / "status").read_bytes()
+    for deb in (_old_status_hook_deb(tmp_path), debs["lvs-director"]):
+        shutil.copy(deb, ch.root / "tmp" / deb.name)
+    ch.sh("dpkg -i /tmp/lvs-director_0.9_all.deb")
+    assert os.readlink(rc / "status") == "status.lvs-director"  # the old package's state, as it was
+    assert "/etc/ha.d/rc.d/status" in ch.sh("dpkg-divert --list").stdout
+    ch.apt(f"install /tmp/{debs['lvs-director'].name}")
+    assert _status(ch, "lvs-director") == "install ok installed"
+    assert not (rc / "status").is_symlink() and (rc / "status").read_bytes() == heartbeats
+    assert "rc.d/status" not in ch.sh("dpkg-divert --list").stdout
+    assert sorted(p.name for p in rc.iterdir() if p.name.startswith("status")) == ["status"]
+    assert "status.lvs-director" not in ch.sh("dpkg-query -W -f '${Conffiles}' lvs-director").stdout
+    assert os.readlink(ch.root / "etc/ha.d/harc") == "harc.lvs-director"
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
