@@ -242,8 +242,8 @@ class Media:
 @dataclass(frozen=True)
 class Timing:
     keepalive: float = 0.5
-    warntime: float = 2
-    deadtime: float = 3
+    warntime: float = 1.5
+    deadtime: float = 2.5
     initdead: float = 20
 
 

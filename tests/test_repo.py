@@ -283,14 +283,14 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         # From now on the entry is lvs-apt-source's (a conffile): the upgrade comes through it.
         assert ch.sh(f"dpkg-query -S {entry}").stdout.startswith("lvs-apt-source: ")
         # The admin edits a conffile; the next version changes it too (deadtime 4).
-        ch.sh("sed -i 's/^warntime .*/warntime 2500ms/' /etc/ha.d/ha.cf")
+        ch.sh("sed -i 's/^warntime .*/warntime 2000ms/' /etc/ha.d/ha.cf")
         assert build_repo(repo, v2, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
         ch.sh(f"apt-get -q {only_ours} update", netns=ns)
         ch.sh(f"apt-get -q -y {only_ours} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
               "upgrade", netns=ns)
         assert ch.sh("dpkg-query -W -f '${Version}' lvs-director").stdout == "1.1"
         ha_cf = (ch.root / "etc/ha.d/ha.cf").read_text()
-        assert "warntime 2500ms" in ha_cf and "deadtime 3" in ha_cf  # the admin's file, kept
+        assert "warntime 2000ms" in ha_cf and "deadtime 2500ms" in ha_cf  # the admin's file, kept
         assert "deadtime 4" in (ch.root / "etc/ha.d/ha.cf.dpkg-dist").read_text()  # the new one, beside it
         # A Release changed after signing: apt refuses the repository.
         inrelease = repo / "InRelease"

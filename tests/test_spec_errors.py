@@ -75,9 +75,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"heartbeat.timing.deadtime": 1, "heartbeat.timing.warntime": 0.75},
      "heartbeat.timing.deadtime: 1 s must be more than twice keepalive (0.5 s)"),
     ({"heartbeat.timing.initdead": 8},
-     "heartbeat.timing.initdead: 8 s must be at least deadtime (3 s) and at least 10 s (links come up slowly at boot)"),
+     "heartbeat.timing.initdead: 8 s must be at least deadtime (2.5 s) and at least 10 s "
+     "(links come up slowly at boot)"),
     ({"heartbeat.timing.warntime": 4},
-     "heartbeat.timing.warntime: 4 s must lie between keepalive (0.5 s) and deadtime (3 s)"),
+     "heartbeat.timing.warntime: 4 s must lie between keepalive (0.5 s) and deadtime (2.5 s)"),
     ({"heartbeat.timing.initdead": 1.8e305},  # found by the fuzz: * 1000 overflowed to infinity
      "heartbeat.timing.initdead: 1.8e+305 s is more than 3600 s: a cluster that waits an hour to act is no "
      "high-availability cluster"),
