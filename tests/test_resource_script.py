@@ -92,16 +92,16 @@ def test_lvsvip_claim_adds_every_vip_once(tmp_path: Path, netns: str) -> None:
 
     subprocess.run(["ip", "netns", "exec", netns, script, held, "start"], check=True)
     p = subprocess.run(["ip", "netns", "exec", netns, script, "claim", held, other], capture_output=True, text=True)
-    assert (p.returncode, p.stderr.replace("LVSVip: no /usr/libexec/heartbeat/send_arp: ", "")
-            .replace("192.168.1.105 added without gratuitous ARP\n", "")
-            .replace("192.168.1.106 added without gratuitous ARP\n", "")) == (0, "")
+    assert p.returncode == 0
+    # nothing on stderr but, on a machine without heartbeat's send_arp, that it was not sent
+    assert all(line.endswith("added without gratuitous ARP") for line in p.stderr.splitlines()), p.stderr
     have = addresses()
     assert have.count("192.168.1.105/") == 1
     assert "inet 192.168.1.105/24 brd 192.168.1.255 scope global secondary eth0" in have
     assert "inet 192.168.1.106/24 scope global secondary eth0" in have
     for arg in (held, other):
         assert subprocess.run(["ip", "netns", "exec", netns, script, arg, "stop"]).returncode == 0
-    assert "192.168.1.10" not in addresses().replace("192.168.1.104", "")
+    assert "192.168.1.105/" not in addresses() and "192.168.1.106/" not in addresses()
 
 
 def test_lvsvip_bad_arguments_print_usage(tmp_path: Path) -> None:
