@@ -88,7 +88,15 @@ def test_on_a_machine_that_is_no_director_the_runtime_checks_fail(installed: tup
     report = json.loads(proc.stdout)
     assert report["ok"] is False
     by_name = {c["check"]: c for c in report["checks"]}
-    assert by_name["role"] == {"check": "role", "expected": "active", "observed": "standby", "ok": False}
+    assert by_name["role"] == {"group": "role", "check": "role", "expected": "active", "observed": "standby",
+                               "ok": False}
+    # each row names its group: what the lab (and any other reader) selects by, not the wording
+    assert {c["check"]: c["group"] for c in report["checks"] if c["group"] != "heartbeat"} == {
+        "role": "role", "VIP 192.168.1.105/24 on eth0": "vip", "ldirectord ldirectord.cf status": "ldirectord",
+        "LVSSyncDaemonSwap master status": "sync",
+        "ipvsadm -L -n": "ipvs-service", "ipvsadm: TCP  192.168.1.105:80 rr": "ipvs-service",
+        "ipvsadm: -> 192.168.1.101:80 Route": "ipvs-real", "ipvsadm: -> 192.168.1.102:80 Route": "ipvs-real",
+        "ipvsadm: fallback 127.0.0.1:80": "ipvs-fallback"}
     assert by_name["VIP 192.168.1.105/24 on eth0"]["ok"] is False
     assert by_name["heartbeat"]["ok"] is False
     assert set(by_name) >= {"ldirectord ldirectord.cf status", "LVSSyncDaemonSwap master status",
