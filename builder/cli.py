@@ -203,7 +203,9 @@ cli.add_command(build_image)
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="VM consoles, client log, report; default: IMAGES/lab")
 @click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["none", *lab.SCENARIO_KEYS]),
-              help="run only these failure scenarios (repeatable; 'none': only the functional checks)")
+              help="run only these failure scenarios (repeatable; 'none': only the functional checks); "
+                   "default: every one but "
+                   + ", ".join(k for k in lab.SCENARIO_KEYS if k not in lab.DEFAULT_SCENARIO_KEYS))
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
 @click.option("--pxe", "pxe_boot", is_flag=True,
               help="boot every node diskless from the PXE tree, served by `pxe serve` in the namespace")
@@ -243,7 +245,7 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
                                     roles=(Role.REALSERVER,) if keepalived_peer else (Role.DIRECTOR, Role.REALSERVER))
         if keepalived_peer is not None:
             found[Role.DIRECTOR] = keepalived_peer
-    chosen = [s for s in lab.SCENARIOS if not scenarios or s.key in scenarios]
+    chosen = [s for s in lab.SCENARIOS if (s.key in scenarios if scenarios else s.default)]
     workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
     upgrade_to = None
     if upgrade:

@@ -30,6 +30,7 @@ from .netns import exec_argv
 from .run import log, require, run
 
 PR_SET_PDEATHSIG = 1
+NIC_ID = "nic0"  # the VM's one NIC, as QMP's set_link names it
 
 
 def _die_with_parent() -> None:
@@ -72,6 +73,10 @@ class Vm:
     def qga_socket(self) -> Path:
         return self.workdir / f"{self.name}.qga"
 
+    @property
+    def qmp_socket(self) -> Path:
+        return self.workdir / f"{self.name}.qmp"
+
     def start(self) -> None:
         qemu = require("qemu-system-x86_64", "qemu-system-x86")
         require("qemu-img", "qemu-utils")
@@ -80,12 +85,13 @@ class Vm:
         if self.image is not None and not overlay.exists():
             run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.resolve(), overlay])
         self.qga_socket.unlink(missing_ok=True)
+        self.qmp_socket.unlink(missing_ok=True)
         self.console_mark = self.console.stat().st_size if self.console.exists() else 0
         if self.tap:
             net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
         else:
             net = ["-netdev", "hubport,id=n0,hubid=0"]  # a hub with nothing else on it
-        nic = "virtio-net-pci,netdev=n0" + (f",mac={self.mac}" if self.mac else "")
+        nic = f"virtio-net-pci,id={NIC_ID},netdev=n0" + (f",mac={self.mac}" if self.mac else "")
         if self.image is None:
             nic += ",bootindex=1"  # the ROM QEMU ships (iPXE) does the PXE boot
         # tb-size=128: the translation cache QEMU would otherwise size at ~1 GB resident.
@@ -98,7 +104,9 @@ class Vm:
                 *(["-drive", f"file={overlay},if=virtio,format=qcow2"] if self.image is not None else []),
                 *net, "-device", nic,
                 "-chardev", f"socket,path={self.qga_socket},server=on,wait=off,id=qga0",
-                "-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"]
+                "-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+                # QEMU's own control channel: freeze and resume the VM, its NIC's link (the lab's faults)
+                "-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         if self.kernel:
             argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append or ""]
         if self.netns:
@@ -135,6 +143,33 @@ class Vm:
                 raise BuilderError(f"{self.name}: QEMU exited ({self.proc.returncode}) before '{needle}'")
             time.sleep(1)
         raise BuilderError(f"{self.name}: no '{needle}' on the console after {timeout:.0f} s")
+
+    # -- QMP: QEMU itself --------------------------------------------------------------
+
+    def qmp(self, command: str, **arguments: object) -> object:
+        """One QMP command to this VM's QEMU (stop, cont, set_link, query-status): its return."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(self.qmp_socket))
+            f = s.makefile("rwb")
+
+            def reply() -> dict[str, Any]:
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise OSError("QMP closed the channel")
+                    message: dict[str, Any] = json.loads(line)
+                    if "return" in message or "error" in message:
+                        return message  # events and the greeting are skipped
+
+            f.readline()  # the greeting
+            for execute, args in (("qmp_capabilities", {}), (command, arguments)):
+                f.write(json.dumps({"execute": execute, **({"arguments": args} if args else {})}).encode() + b"\n")
+                f.flush()
+                got = reply()
+                if "error" in got:
+                    raise BuilderError(f"{self.name}: QMP {execute}: {got['error'].get('desc')}")
+            return got["return"]
 
     # -- qemu-guest-agent -------------------------------------------------------------
 

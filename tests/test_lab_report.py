@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 from builder import lab
-from builder.lab import Answer, Report, Row, in_turn, read_answers, seen_in_journal, served_again
+from builder.lab import Answer, Report, Row, read_answers, served_again
+from builder.lab.stack import Heartbeat, Keepalived, seen_in_journal
+from builder.lab.traffic import fits_scheduler, sample_size
+from builder.model import Scheduler
 
 
 def ok(t: float, who: str) -> Answer:
@@ -28,12 +31,48 @@ def test_served_again_is_the_end_of_the_outage_the_failure_caused() -> None:
     assert served_again([bad(0), ok(1, "w2")], 0.5, 9, {"w2"}) == 0.0
 
 
-def test_in_turn_wants_every_real_server_alternating() -> None:
-    assert in_turn([ok(i, w) for i, w in enumerate(["w1", "w2", "w1", "w2"])], ["w1", "w2"])
-    assert not in_turn([ok(i, w) for i, w in enumerate(["w1", "w1", "w2", "w2"])], ["w1", "w2"])
-    assert not in_turn([ok(i, "w1") for i in range(4)], ["w1", "w2"])
-    assert not in_turn([ok(0, "w1"), ok(1, "w2"), bad(2), ok(3, "w2")], ["w1", "w2"])
-    assert not in_turn([ok(0, "w1"), ok(1, "w2")], ["w1", "w2"])  # too few to tell
+def answers(*whos: str) -> list[Answer]:
+    return [ok(i, w) for i, w in enumerate(whos)]
+
+
+def test_round_robin_wants_every_real_server_the_same_share() -> None:
+    rr = Scheduler.RR
+    both = {"w1": 1, "w2": 1}
+    assert sample_size(both, rr) == 8  # four cycles
+    assert fits_scheduler(answers(*["w1", "w2"] * 4), both, rr)
+    # threads of one client reaching the director out of order: still each its share, within one
+    assert fits_scheduler(answers("w1", "w1", "w2", "w2", "w1", "w2", "w1", "w2"), both, rr)
+    assert fits_scheduler(answers("w1", "w2", "w1", "w1", "w2", "w1", "w2", "w2"), both, rr)
+    assert not fits_scheduler(answers(*["w1"] * 8), both, rr)
+    assert not fits_scheduler(answers("w1", "w1", "w1", "w2", "w1", "w1", "w2", "w1"), both, rr)  # 6:2
+    assert not fits_scheduler([*answers(*["w1", "w2"] * 3), bad(6), ok(7, "w2")], both, rr)
+    assert not fits_scheduler(answers("w1", "w2", "w1", "w2"), both, rr)  # too few to tell
+    # rr ignores weights other than 0: a server at weight 0 gets nothing
+    assert fits_scheduler(answers(*["w1"] * 4), {"w1": 5, "w2": 0}, rr)
+
+
+def test_weighted_schedulers_are_judged_by_their_weights_not_by_alternation() -> None:
+    weights = {"w1": 3, "w2": 2, "w3": 1}
+    assert sample_size(weights, Scheduler.WRR) == 24
+    # IPVS's wrr, four cycles: 12:8:4
+    cycle = ["w1", "w1", "w2", "w1", "w2", "w3"]
+    assert fits_scheduler(answers(*cycle * 4), weights, Scheduler.WRR)
+    # strict alternation would fail this; what counts is each server's share
+    shuffled = ["w1", "w2", "w1", "w3", "w1", "w2"] * 4
+    assert fits_scheduler(answers(*shuffled), weights, Scheduler.WRR)
+    # equal shares are wrong for 3:2:1
+    assert not fits_scheduler(answers(*["w1", "w2", "w3"] * 8), weights, Scheduler.WRR)
+    # 6:4:2 and 6:4:2 are the same proportions
+    assert sample_size({"w1": 6, "w2": 4, "w3": 2}, Scheduler.WRR) == 24
+    # wlc (least connections, weighted): one client's short connections spread by weight too
+    assert fits_scheduler(answers(*cycle * 4), weights, Scheduler.WLC)
+
+
+def test_a_hashing_scheduler_sends_one_client_to_one_listed_server() -> None:
+    weights = {"w1": 1, "w2": 1}
+    assert fits_scheduler(answers(*["w2"] * 4), weights, Scheduler.SH)
+    assert not fits_scheduler(answers("w1", "w2", "w1", "w2"), weights, Scheduler.SH)
+    assert not fits_scheduler(answers(*["w9"] * 4), weights, Scheduler.SH)
 
 
 def test_read_answers_skips_a_line_being_written(tmp_path: Path) -> None:
@@ -50,7 +89,7 @@ def test_the_report_fails_on_any_failed_row_or_an_error() -> None:
                            sent=40, failed=40))
     assert not report.ok
     table = report.table()
-    assert "| 1 | one web server fails | FAIL | - | - | 40 / 40 | - | not detected: webserver1 |" in table
+    assert "| 1 | one web server fails | FAIL | - | - | 40 / 40 | - | - | - | - | not detected: webserver1 |" in table
     assert table.endswith("lab: FAILED")
     assert not Report("reference", "trixie", [], error="boom").ok
     assert not Report("reference", "trixie", []).ok  # nothing checked proves nothing
@@ -95,13 +134,28 @@ JOURNAL = """\
 
 
 def test_detection_is_read_from_the_survivors_log_on_the_labs_clock() -> None:
+    hb, ka = Heartbeat(), Keepalived()
     # the failure at guest uptime 197.0: heartbeat declared loadb1 dead 5.3 s later
-    assert round(seen_in_journal(JOURNAL, "loadb1", False, -197.0) or -1, 3) == 5.334
+    assert round(seen_in_journal(JOURNAL, hb.seen_pattern("loadb1"), -197.0) or -1, 3) == 5.334
     # a clean stop after a later failure: the shutdown notice, not the earlier death
-    assert round(seen_in_journal(JOURNAL, "loadb1", False, -300.0) or -1, 3) == 5.1
+    assert round(seen_in_journal(JOURNAL, hb.seen_pattern("loadb1"), -300.0) or -1, 3) == 5.1
     # keepalived: the survivor's first MASTER state after the failure, not the one at boot
-    assert round(seen_in_journal(JOURNAL, "loadb2", True, -200.0) or -1, 3) == 3.5
-    assert seen_in_journal(JOURNAL, "loadb2", False, -197.0) is None  # nothing about loadb2
+    assert round(seen_in_journal(JOURNAL, ka.seen_pattern("loadb2"), -200.0) or -1, 3) == 3.5
+    assert seen_in_journal(JOURNAL, hb.seen_pattern("loadb2"), -197.0) is None  # nothing about loadb2
     # a clean stop of a director that hands over: the survivor knew when it claimed the VIPs
-    assert round(seen_in_journal(JOURNAL, "loadb1", False, -400.0) or -1, 3) == 1.2
-    assert seen_in_journal(JOURNAL, "loadb1", False, -500.0) is None  # all before the failure
+    assert round(seen_in_journal(JOURNAL, hb.seen_pattern("loadb1"), -400.0) or -1, 3) == 1.2
+    assert seen_in_journal(JOURNAL, hb.seen_pattern("loadb1"), -500.0) is None  # all before the failure
+
+
+def test_the_longest_late_heartbeat_is_read_from_the_journal() -> None:
+    journal = ("WARN: Late heartbeat: Node loadb1: interval 1620 ms (> deadtime)\n"
+               "WARN: Late heartbeat: Node loadb1: interval 2110 ms\n")
+    assert Heartbeat.late_heartbeat_ms(journal) == 2110
+    assert Heartbeat.late_heartbeat_ms("") == 0
+
+
+def test_every_column_of_the_table_is_documented_in_the_json() -> None:
+    report = Report("reference", "trixie", [Row("check", "a", "VIP", True, "loadb1: present")])
+    header = report.table().splitlines()[2]
+    named = [c.strip() for c in header.strip("|").split("|")][2:-1]  # between the title and the details
+    assert set(named) <= set(report.to_json()["columns"]), set(named) - set(report.to_json()["columns"])

@@ -1,0 +1,99 @@
+"""The lab from start to end: boot, the tutorial's checks, the chosen scenarios (each from a
+healthy cluster, the cluster whole again before the next), the late-heartbeat audit, and the
+rolling upgrade if asked; always torn down, always a report."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import BuilderError
+from ..model import Cluster, Role
+from ..run import require
+from . import checks, upgrade
+from .cluster import Lab
+from .plan import Scenario
+from .report import Report
+from .scenario import run_scenario
+from .stack import Heartbeat, stack_for
+
+
+def late_heartbeats(lab: Lab) -> dict[str, int]:
+    """Per director, the longest late heartbeat logged this boot (0 if none): how close the
+    lab's load came to a false failover."""
+    if not isinstance(lab.stack, Heartbeat):
+        return {}
+    out = {}
+    for d in lab.directors:
+        r = lab.sh(d, lab.stack.late_heartbeat_command, timeout=60)
+        if r is not None:
+            out[d.name] = lab.stack.late_heartbeat_ms(r.stdout)
+    return out
+
+
+def run(lab: Lab, scenarios: list[Scenario], report: Report,
+        upgrade_to: tuple[Path, Cluster] | None = None) -> None:
+    report.boot_s = lab.boot()
+    active = checks.functional_checks(lab, report)
+    if active is None:
+        return
+    lab.progress(f"healthy: {active.name} holds the VIPs; functional checks "
+                 + ("passed" if all(r.ok for r in report.rows) else "FAILED"))
+    for sc in scenarios:
+        row, holder = run_scenario(lab, sc, active)
+        report.rows.append(row)
+        lab.progress(f"scenario {sc.key}: {'pass' if row.ok else 'FAIL'} ({row.detail})")
+        if holder is None:
+            report.error = f"scenario {sc.key} left the cluster unhealthy; the remaining scenarios did not run"
+            return
+        active = holder
+    report.late_heartbeat_ms = late_heartbeats(lab)
+    if upgrade_to is not None:
+        upgrade.upgrade(lab, report, *upgrade_to, active)
+
+
+@contextlib.contextmanager
+def interrupts_as_errors() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the lab like Ctrl-C: through the tear-down."""
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
+            progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
+            peer: bool = False, upgrade_to: tuple[Path, Cluster] | None = None) -> Report:
+    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2"),
+                      ("bridge", "iproute2")):
+        require(tool, pkg)
+    for role, image in images.items():
+        if not image.exists():
+            raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")
+    stack = stack_for(peer)
+    report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk",
+                    directors=stack.label)
+    start = time.monotonic()
+    with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree) as lab:
+        report.vips = [s.label for s in lab.services]
+        try:
+            run(lab, scenarios, report, upgrade_to)
+        except BuilderError as e:
+            report.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a bug of ours still ends in a report, with its traceback
+            trace = workdir / "lab-error.txt"
+            trace.write_text(traceback.format_exc())
+            report.error = f"{type(e).__name__}: {e} (a bug in the lab; traceback in {trace})"
+        finally:
+            report.total_s = time.monotonic() - start
+            report.notes = lab.notes
+    return report

@@ -1,0 +1,183 @@
+"""lab --upgrade: the documented rolling upgrade (README: upgrades) to the spec's next version,
+published in a repository served in the lab's namespace, with the clients requesting every VIP
+throughout. One report row per step."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import BuilderError
+from ..model import Cluster
+from ..render import sources_name
+from ..repo import READY as REPO_READY
+from ..repo import REPO_PORT
+from . import checks
+from .cluster import Lab, LabNode
+from .report import Report, Row
+
+# apt on the nodes reads only the lab's repository (they have no route to any other), and
+# keeps an admin's edited conffile as dpkg would ask an admin to (the new one beside it as
+# .dpkg-dist).
+MAINTENANCE_DIR = "/var/lib/lvs-director/maintenance"   # ldirectord's maintenancedir
+UPGRADE_STEP_TIMEOUT = 300
+POLL = 1.0
+
+
+def apt_only(sources: str) -> str:
+    return (f"-o Dir::Etc::SourceList=/etc/apt/sources.list.d/{sources} -o Dir::Etc::SourceParts=- "
+            "-o APT::Get::List-Cleanup=0")
+
+
+def start_repo_server(lab: Lab, repo: Path) -> None:
+    """`lvs-builder repo serve` on the client's address in the namespace, as a small site runs it."""
+    logfile = lab.workdir / "repo-serve.log"
+    proc = lab.spawn(lab.netns.argv([sys.executable, "-m", "builder", "repo", "serve", "--dir",
+                                     str(repo.resolve()), "--address", str(lab.netns.host.ip),
+                                     "--port", str(REPO_PORT)]), logfile.name)
+    lab.wait_ready(proc, logfile, REPO_READY, "repo serve")
+    lab.progress(f"repo serve: {repo} at http://{lab.netns.host.ip}:{REPO_PORT}/")
+
+
+def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list[str]],
+         expect_active: LabNode | None) -> bool:
+    """One step of the rolling upgrade: run it, wait for the cluster to be healthy again,
+    count the clients' failed requests from its start to then."""
+    lab.progress(f"upgrade {key}: {title}")
+    t = lab.now()
+    try:
+        problems = body()
+    except BuilderError as e:
+        problems = [str(e)]
+    ok, _, _, why = checks.converge(lab, expect_active)
+    if not ok:
+        problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
+    window = [a for s in lab.services for a in lab.answers(s, t) if a.t0 < lab.now()]
+    holder = checks.vip_holder(lab)
+    slowest = max((a.t1 - a.t0 for a in window if a.ok), default=0.0)
+    row = Row("upgrade", key, title, not problems,
+              "; ".join(problems) or f"done; longest wait for an answer {slowest:.1f} s",
+              sent=len(window), failed=sum(not a.ok for a in window),
+              vip_at_end=holder.name if holder else None, seconds=lab.now() - t)
+    report.rows.append(row)
+    lab.progress(f"upgrade {key}: {'pass' if row.ok else 'FAIL'} ({row.seconds:.0f} s, "
+                 f"{row.failed} of {row.sent} requests failed; {row.detail})")
+    return ok
+
+
+def apt_install(lab: Lab, n: LabNode, sources: str, version: str) -> list[str]:
+    """apt-get install the node's role package from the repository; its log into the workdir."""
+    pkg = n.role.package
+    r = lab.sh(n, "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
+                  f"-o Dpkg::Options::=--force-confold {apt_only(sources)} install {pkg} 2>&1; "
+                  f"echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}", timeout=UPGRADE_STEP_TIMEOUT)
+    if r is None:
+        return [f"{n.name}: no answer from its guest agent"]
+    (lab.workdir / f"upgrade-{n.name}.log").write_text(r.stdout + r.stderr)
+    lines = r.stdout.strip().splitlines()
+    if "exit 0" not in lines[-2:-1]:
+        return [f"{n.name}: apt-get install {pkg} failed (see {lab.workdir}/upgrade-{n.name}.log)"]
+    if lines[-1] != version:
+        return [f"{n.name}: {pkg} is at {lines[-1]} after apt-get install, not {version}"]
+    return []
+
+
+def maintenance(lab: Lab, real: LabNode, on: bool) -> list[str]:
+    """Put a real server into ldirectord's maintenance on both directors (or take it out)
+    and wait until both IPVS tables say so (weight 0, or weighted again)."""
+    action = "touch" if on else "rm -f"
+    for d in lab.directors:
+        r = lab.sh(d, f"{action} {MAINTENANCE_DIR}/{real.node.address}")
+        if r is None or r.exitcode != 0:
+            return [f"{d.name}: {action} {MAINTENANCE_DIR}/{real.node.address} failed"]
+    deadline = lab.now() + 120
+    waiting = list(lab.directors)
+    while waiting and lab.now() < deadline:
+        waiting = [d for d in waiting if checks.out_of_every_service(lab, lab.ipvs(d), real.name) != on]
+        if waiting:
+            lab.sleep(POLL)
+    return [f"{d.name}: ipvsadm still {'sends to' if on else 'does not send to'} {real.name} "
+            "after 120 s" for d in waiting]
+
+
+def takeover(lab: Lab, standby: LabNode) -> list[str]:
+    r = lab.sh(standby, "lvs-takeover", timeout=60)
+    if r is None or r.exitcode != 0:
+        why = (r.stdout + r.stderr).strip() if r is not None else "no answer"
+        return [f"{standby.name}: lvs-takeover failed: {why}"]
+    return []
+
+
+def upgraded(lab: Lab, new: Cluster) -> Row:
+    """Every node runs the new version, and both directors' heartbeat the new ha.cf."""
+    version = new.package.version
+    warntime = f"{new.heartbeat.timing.warntime:g}"
+    problems = []
+    for n in lab.nodes:
+        r = lab.sh(n, f"dpkg-query -W -f '${{Version}}' {n.role.package}")
+        if r is None or r.stdout.strip() != version:
+            problems.append(f"{n.name}: {n.role.package} {r.stdout.strip() if r else '?'}")
+    for d in lab.directors:
+        r = lab.sh(d, "cl_status hbparameter -p warntime")
+        live = r.stdout.strip() if r is not None else "?"
+        if live not in (warntime, f"{new.heartbeat.timing.warntime * 1000:g}ms", f"{warntime}s"):
+            problems.append(f"{d.name}: heartbeat runs warntime {live}, not {warntime}")
+    return Row("upgrade", "u-end", f"every node at {version}; heartbeat on both directors runs the new ha.cf "
+                                   f"(warntime {warntime})", not problems,
+               "; ".join(problems) or f"{len(lab.nodes)} nodes at {version}; warntime {warntime} on both")
+
+
+def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode) -> None:
+    """Every node reads the repository; the standby director upgrades (its heartbeat restarts
+    with the new configuration) and takes over (lvs-takeover), the former active upgrades;
+    then each real server, one at a time, in ldirectord's maintenance on both directors
+    (weight 0) while it upgrades."""
+    version = new.package.version
+    sources = sources_name(lab.cluster)
+    entry = (repo / sources).read_text()
+    start_repo_server(lab, repo)
+
+    def publish() -> list[str]:
+        def one(n: LabNode) -> list[str]:
+            r = lab.sh(n, f"cat > /etc/apt/sources.list.d/{sources} <<'LVS_EOF'\n{entry}LVS_EOF\n"
+                          f"apt-get {apt_only(sources)} update 2>&1 && apt-cache policy {n.role.package}",
+                       timeout=UPGRADE_STEP_TIMEOUT)
+            if r is None or r.exitcode != 0:
+                return [f"{n.name}: apt-get update from the repository failed: "
+                        + (r.stdout.strip().splitlines()[-1] if r and r.stdout.strip() else "no answer")]
+            if f"Candidate: {version}" not in r.stdout:
+                return [f"{n.name}: apt does not offer {n.role.package} {version}"]
+            return []
+        with ThreadPoolExecutor(len(lab.nodes)) as pool:
+            return [p for ps in pool.map(one, lab.nodes) for p in ps]
+
+    standby = next(d for d in lab.directors if d is not active)
+    steps: list[tuple[str, str, Callable[[], list[str]], LabNode]] = [
+        ("u0", f"publish {version}: its sources entry on every node (Signed-By), apt-get update",
+         publish, active),
+        ("u1", f"{standby.name} (standby): apt-get install lvs-director {version}; "
+               "its heartbeat restarts with the new ha.cf",
+         lambda: apt_install(lab, standby, sources, version), active),
+        ("u2", f"handover: lvs-takeover on {standby.name} (VIP claimed there, then hb_takeover; "
+               f"{active.name} releases)",
+         lambda: takeover(lab, standby), standby),
+        ("u3", f"{active.name} (now standby): apt-get install lvs-director {version}",
+         lambda: apt_install(lab, active, sources, version), standby),
+    ]
+
+    def real_step(real: LabNode) -> list[str]:
+        done = maintenance(lab, real, True) or apt_install(lab, real, sources, version)
+        return done + maintenance(lab, real, False)
+
+    for i, real in enumerate(lab.reals):
+        steps.append((f"u{4 + i}", f"{real.name}: maintenance on both directors (weight 0), "
+                                   f"apt-get install lvs-realserver {version}, back in service",
+                      functools.partial(real_step, real), standby))
+    for key, title, body, expect in steps:
+        if not step(lab, report, key, title, body, expect):
+            report.error = f"upgrade step {key} left the cluster unhealthy; the remaining steps did not run"
+            return
+    report.rows.append(upgraded(lab, new))

@@ -1,0 +1,108 @@
+"""The lab's scenario, fault and check logic, run against a fake cluster (tests/fakecluster.py:
+a simulated clock, directors that claim the VIPs after deadtime and settle a split, ldirectord's
+weights following health, one client per VIP). The real cluster is proven by test_lab.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from builder import model, spec
+from builder.lab import SCENARIOS, checks
+from builder.lab.plan import After, Kind
+from builder.lab.report import Report
+from builder.lab.scenario import run_scenario
+
+from .fakecluster import FakeLab
+
+PLAN = {sc.key: sc for sc in SCENARIOS}
+
+
+def two_vips(data: dict[str, Any]) -> dict[str, Any]:
+    """The reference cluster plus a second VIP that lists webserver2 only, with wrr."""
+    second = {"address": "192.168.1.106", "port": 80, "protocol": "tcp", "scheduler": "wrr",
+              "forwarding": "gate", "reals": [{"server": "webserver2", "weight": 2}],
+              "check": dict(data["virtual_services"][0]["check"])}
+    data["virtual_services"].append(second)
+    return data
+
+
+def fake(data: dict[str, Any] | None = None, broken: str = "") -> FakeLab:
+    cluster = model.load(data)[0] if data is not None else spec.load(None)[0]
+    return FakeLab(cluster, broken)
+
+
+def healthy(m: FakeLab) -> Any:
+    report = Report(m.cluster.name, "trixie")
+    active = checks.functional_checks(m, report)
+    assert active is not None, [r.detail for r in report.rows]
+    assert [r.key for r in report.rows] == ["a", "b", "c", "d", "e", "f"] or all(r.ok for r in report.rows)
+    return active
+
+
+@pytest.mark.parametrize("key", [sc.key for sc in SCENARIOS if not sc.transfer])
+def test_every_scenario_goes_from_healthy_to_healthy(key: str) -> None:
+    m = fake()
+    active = healthy(m)
+    row, holder = run_scenario(m, PLAN[key], active)
+    assert row.ok, row.detail
+    assert holder is not None and row.vip_at_end == holder.name
+    assert row.sent and row.two_holders_s is not None and row.no_holder_s is not None
+    assert row.arp_followed is True
+    assert row.after_restore is not None
+    sc = PLAN[key]
+    if sc.takeover:
+        assert row.detected_s is not None and "loadb1" in row.detected
+    if sc.after is After.SURVIVOR:  # auto_failback off: whoever served through the fault keeps the VIPs
+        assert (holder is not active) == sc.takeover
+
+
+def test_a_partition_of_one_path_is_reported_as_split_brain_and_heals_to_one_holder() -> None:
+    m = fake()
+    row, holder = run_scenario(m, PLAN["partition"], healthy(m))
+    assert row.ok and holder is not None
+    assert row.two_holders_s is not None and row.two_holders_s > 20  # both held the VIP while split
+    assert row.after_restore is not None and row.after_restore["two_holders_s"] < 5
+    assert row.detected.get("loadb1") is not None  # the standby's log: its peer is dead
+
+
+def test_a_hang_is_taken_over_and_the_resumed_director_does_not_keep_the_vip_forever() -> None:
+    m = fake()
+    active = healthy(m)
+    row, holder = run_scenario(m, PLAN["hang"], active)
+    assert row.ok, row.detail
+    assert row.detected_s is not None and row.detected_s < 10
+    assert row.served_again_s is not None
+
+
+def test_a_standby_that_never_takes_over_fails_the_row() -> None:
+    m = fake(broken="no-takeover")
+    row, _ = run_scenario(m, PLAN["2-kill"], healthy(m))
+    assert not row.ok
+    assert "loadb2 did not take every VIP" in row.detail and "not detected: loadb1" in row.detail
+
+
+def test_a_sick_real_server_counts_only_once_out_of_every_service_that_lists_it(reference: dict[str, Any]) -> None:
+    m = fake(two_vips(reference))
+    assert [s.label for s in m.services] == ["192.168.1.105:80", "192.168.1.106:80"]
+    active = healthy(m)
+    # webserver2 is behind both VIPs: the first real of the plan is webserver1, so break webserver2
+    row, holder = run_scenario(m, PLAN["real-stopped"], active)
+    assert row.ok, row.detail
+    assert set(row.served_again) == {"192.168.1.105:80", "192.168.1.106:80"}
+    # the second VIP lists webserver1 not at all: nothing to wait for there, served throughout
+    assert row.served_again["192.168.1.106:80"] == 0.0
+
+
+def test_a_second_vip_that_stops_working_fails_the_lab(reference: dict[str, Any]) -> None:
+    m = fake(two_vips(reference), broken="second-vip-unchecked")
+    report = Report(m.cluster.name, "trixie")
+    assert checks.functional_checks(m, report) is None
+    assert report.error is not None and "192.168.1.106:80: webserver2" in report.error
+
+
+def test_the_fault_classes_cover_every_kind_the_plan_names() -> None:
+    from builder.lab.faults import FAULTS
+    assert set(FAULTS) == set(Kind)
+    assert {k for sc in SCENARIOS for k, _ in sc.faults} == set(Kind)
