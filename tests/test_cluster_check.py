@@ -5,6 +5,7 @@ tested where one runs: the image tests and the lab."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -136,3 +137,25 @@ def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path,
     assert proc.returncode == 2
     assert proc.stderr == f"lvs-cluster-check: {tmp_path}/haresources: No such file or directory\n"
     assert proc.stdout == ""
+
+
+def test_ldirectord_status_is_read_as_ldirectord_reads_it(tmp_path: Path,
+                                                          installed: tuple[ModuleType, Path, Path]) -> None:
+    """`ldirectord CF status`'s verdict, from its pid file and that process's command line."""
+    check, _, _ = installed
+    config = "/etc/ha.d/ldirectord.cf"
+    assert check.ldirectord_status(config, str(tmp_path)) == (False, f"ldirectord is stopped for {config}")
+    pidfile = tmp_path / "ldirectord.ldirectord.cf.pid"
+    # a live process that is not ldirectord (this test's own): a stale pid file
+    pidfile.write_text(f"{os.getpid()}\n")
+    assert check.ldirectord_status(config, str(tmp_path)) == (
+        False, f"ldirectord stale pid file {pidfile} for {config}")
+    # a process whose command line says ldirectord
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ldirectord"])
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        assert check.ldirectord_status(config, str(tmp_path)) == (
+            True, f"ldirectord for {config} is running with pid: {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
