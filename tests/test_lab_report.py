@@ -147,11 +147,12 @@ def test_detection_is_read_from_the_survivors_log_on_the_labs_clock() -> None:
     assert seen_in_journal(JOURNAL, hb.seen_pattern("loadb1"), -500.0) is None  # all before the failure
 
 
-def test_the_longest_late_heartbeat_is_read_from_the_journal() -> None:
-    journal = ("WARN: Late heartbeat: Node loadb1: interval 1620 ms (> deadtime)\n"
-               "WARN: Late heartbeat: Node loadb1: interval 2110 ms\n")
-    assert Heartbeat.late_heartbeat_ms(journal) == 2110
-    assert Heartbeat.late_heartbeat_ms("") == 0
+def test_late_heartbeats_are_read_from_the_journal_with_their_time() -> None:
+    journal = ("[  301.250000] loadb2 heartbeat[503]: [503]: WARN: Late heartbeat: Node loadb1: interval 1620 ms "
+               "(> deadtime)\n"
+               "[  402.500000] loadb2 heartbeat[503]: [503]: WARN: Late heartbeat: Node loadb1: interval 2110 ms\n")
+    assert Heartbeat.late_heartbeats(journal) == [(301.25, 1620), (402.5, 2110)]
+    assert Heartbeat.late_heartbeats("") == []
 
 
 def test_every_column_of_the_table_is_documented_in_the_json() -> None:

@@ -148,9 +148,9 @@ def functional_checks(m: Machines, report: Report) -> Node | None:
     ok, checks, samples, why = converge(m, None)
     if ok:
         report.healthy_s = m.since_start()
-    firsts = [a.t1 for s in m.services for a in m.answers(s)[:50] if a.ok][:1]
-    if firsts:
-        report.serving_s = firsts[0] - (m.now() - m.since_start())
+    firsts = [next((a.t1 for a in m.answers(s) if a.ok), None) for s in m.services]
+    if firsts and None not in firsts:  # every VIP answered
+        report.serving_s = max(t for t in firsts if t is not None) - (m.now() - m.since_start())
     if not m.stack.has_checks:  # keepalived's directors: no lvs-cluster-check, the VIP's place is their check
         holder = vip_holder(m)
         report.rows.append(Row("check", "a", "one director (keepalived's VRRP master) holds every VIP",

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 STEP = 0.1        # resolution of the figures, seconds
-FRESH = 3.0       # a sample older than this says nothing (the director did not answer since)
+# A sample older than this says nothing: the director's agent was busy (lvs-cluster-check
+# holds it for seconds) and the thread had no answer since. Unknown is neither a holder nor not.
+FRESH = 5.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def holder_figures(samples: list[Sample], vips: list[str], macs: dict[str, str],
     """Over [t0, t1): the seconds in which two directors held one VIP at once, in which none did,
     and in which one did but the client's entry for it named another MAC (the worst VIP each).
     A director cut off from the segment (`cut_off`: name, from, to: a link down) holds nothing
-    anyone can reach; one that does not answer (frozen, powered off) counts as holding nothing."""
+    anyone can reach; one whose agent said nothing (frozen, powered off) holds nothing; one with
+    no fresh sample at all is unknown, and a moment with no known holder but an unknown director
+    is not counted as one with no holder."""
     by_source: dict[str, list[Sample]] = {}
     for s in sorted(samples, key=lambda s: s.t):
         by_source.setdefault(s.source, []).append(s)
@@ -132,16 +136,20 @@ def holder_figures(samples: list[Sample], vips: list[str], macs: dict[str, str],
         arp = _state_at(client, t)
         for v in vips:
             holders = []
+            unknown = False
             for name, ss in by_source.items():
                 st = _state_at(ss, t)
-                if st is None or st.held is None or v not in st.held:
+                if st is None:
+                    unknown = True
+                    continue
+                if st.held is None or v not in st.held:
                     continue
                 if any(n == name and a <= t < b for n, a, b in cut_off):
                     continue
                 holders.append(name)
             if len(holders) >= 2:
                 two[v] += STEP
-            elif not holders:
+            elif not holders and not unknown:
                 none[v] += STEP
             elif arp is not None and arp.macs.get(v) != macs.get(holders[0]):
                 stale[v] += STEP

@@ -40,6 +40,7 @@ class Row:
     failed_restoring: int | None = None  # of `failed`: from the restore on (machines coming back, resumed, healed)
     vip_at_end: str | None = None
     seconds: float | None = None
+    at_s: float | None = None   # seconds into the lab when the fault was injected (or the step began)
     transfer: dict[str, Any] | None = None  # the download that spanned the failure, if any
     two_holders_s: float | None = None
     no_holder_s: float | None = None

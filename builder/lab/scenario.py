@@ -16,6 +16,7 @@ from .stack import seen_in_journal
 from .traffic import STEADY, Service, good, served_again
 
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
+DEGRADED_BEFORE_END = 10  # a timed fault's degraded state is checked this long before it is undone
 POLL = 1.0
 
 
@@ -97,6 +98,7 @@ class Run:
     def _run(self, transfer: Any) -> tuple[Row, Node | None]:
         m, sc, row = self.m, self.sc, self.row
         t_fail = m.now()
+        row.at_s = m.since_start()
         for f in self.faults:
             self.problems += f.inject(m)
         cut_off: list[tuple[str, float, float]] = []
@@ -126,7 +128,10 @@ class Run:
                     elif len(since) >= STEADY:
                         served[svc.label] = served_again(m.answers(svc, t_fail), t_fail, since[-1].t1, want)
             done = not pending and vip_held and all(v is not None for v in served.values())
-            if done and timed and not degraded_done and self._degraded_applies():
+            # While a timed fault lasts, the survivor's checks are read near its end: heartbeat
+            # claims the VIPs at once (lvs-director's harc) and the sync daemon's master role after.
+            late = hold_until is not None and m.now() >= hold_until - DEGRADED_BEFORE_END
+            if done and late and not degraded_done and self._degraded_applies():
                 degraded_done = True
                 self.problems += checks.degraded_state(m, self.survivor, None if sc.director_fault else self.standby,
                                                        self.failed_reals)

@@ -82,11 +82,17 @@ class Heartbeat:
         return result
 
     @staticmethod
-    def late_heartbeat_ms(journal: str) -> int:
-        """The longest `Late heartbeat: Node X: interval N ms` in a director's journal (0: none)."""
-        return max((int(m) for m in re.findall(r"Late heartbeat.*interval (\d+) ms", journal)), default=0)
+    def late_heartbeats(journal: str) -> list[tuple[float, int]]:
+        """(guest uptime, interval ms) of each `Late heartbeat: Node X: interval N ms` in a
+        director's `journalctl -o short-monotonic`."""
+        out = []
+        for line in journal.splitlines():
+            m = re.match(r"\[\s*(\d+\.\d+)\].*Late heartbeat.*interval (\d+) ms", line)
+            if m:
+                out.append((float(m.group(1)), int(m.group(2))))
+        return out
 
-    late_heartbeat_command = "journalctl -b --no-pager -o cat -g 'Late heartbeat'"
+    late_heartbeat_command = "journalctl -b --no-pager -o short-monotonic -g 'Late heartbeat'"
 
 
 class Keepalived:
