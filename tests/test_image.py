@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,36 +30,60 @@ def images(built_images: BuiltImages) -> Path:
     return built_images.out
 
 
-class Vms(list[Vm]):
-    """The VMs a test started (stopped by PID afterwards), and where to show their boot times."""
-    def __init__(self, show: Callable[[str], None]) -> None:
-        super().__init__()
-        self.show = show
+# The three machines the boot tests look at, started together (each boots alone in ~90 s under
+# emulation; three at once on two cores take less than three in a row): name -> (role, MAC,
+# lvs.node= or None).
+MACHINES = {
+    "director": ("director", "52:54:00:00:01:04", None),       # loadb2's MAC, booted through GRUB
+    "realserver": ("realserver", "52:54:00:00:01:01", "webserver2"),  # webserver1's MAC, but lvs.node=
+    "stranger": ("director", "52:54:00:99:99:99", None),       # in no node of the spec
+}
 
 
-@pytest.fixture
-def vm_factory(show: Callable[[str], None]) -> Iterator[Vms]:
-    vms = Vms(show)
-    yield vms
-    for vm in vms:
-        vm.stop()
+@dataclass
+class Booted:
+    vms: dict[str, Vm]
+    started: float
+    show: Callable[[str], None]
+
+    def up(self, key: str, settle: bool = True) -> Vm:
+        """The machine, once its guest agent answers (and, with settle, systemd is done)."""
+        vm = self.vms[key]
+        vm.wait_agent(BOOT_TIMEOUT)
+        if settle:
+            state = vm.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
+            self.show(f"\n{vm.name} from its disk image: {state} after {time.monotonic() - self.started:.0f} s "
+                      "under emulation (three VMs booting at once)")
+        return vm
 
 
-def boot(vms: Vms, tmp_path: Path, images: Path, role: str, *, mac: str,
-         node: str | None = None, settle: bool = True) -> Vm:
-    name = f"lvs-{role}-trixie"
-    vm = Vm(name=f"{role}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=tmp_path, mac=mac)
-    if node is not None:  # identity from the kernel command line: boot the image's kernel directly
-        vm.kernel, vm.initrd = images / f"{name}.vmlinuz", images / f"{name}.initrd"
-        vm.append = f"{image.DIRECT_BOOT_CMDLINE} lvs.node={node}"
-    vms.append(vm)
-    start = time.monotonic()
-    vm.start()
-    vm.wait_agent(BOOT_TIMEOUT)
-    if settle:
-        state = vm.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
-        vms.show(f"\n{vm.name} from its disk image: {state} after {time.monotonic() - start:.0f} s under emulation")
-    return vm
+@pytest.fixture(scope="module")
+def booted(built_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory,
+           pytestconfig: pytest.Config) -> Iterator[Booted]:
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def show(text: str) -> None:  # conftest's `show`, for a fixture that outlives one test
+        with capman.global_and_fixture_disabled():
+            print(text, flush=True)
+
+    images = built_images.out
+    work = tmp_path_factory.mktemp("boots")
+    vms = {}
+    for key, (role, mac, node) in MACHINES.items():
+        name = f"lvs-{role}-trixie"
+        vm = Vm(name=f"{key}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=work, mac=mac)
+        if node is not None:  # identity from the kernel command line: boot the image's kernel directly
+            vm.kernel, vm.initrd = images / f"{name}.vmlinuz", images / f"{name}.initrd"
+            vm.append = f"{image.DIRECT_BOOT_CMDLINE} lvs.node={node}"
+        vms[key] = vm
+    started = time.monotonic()
+    try:
+        for vm in vms.values():
+            vm.start()
+        yield Booted(vms, started, show)
+    finally:
+        for vm in vms.values():
+            vm.stop()
 
 
 def facts(vm: Vm, script: str) -> dict[str, str]:
@@ -67,8 +92,8 @@ def facts(vm: Vm, script: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
-def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: Path, vm_factory: Vms) -> None:
-    vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:00:01:04")
+def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
+    vm = booted.up("director")
     f = facts(vm, r"""
         echo hostname=$(hostname)
         echo resolves=$(getent ahostsv4 "$(hostname)" | awk '{print $1}' | sort -u | tr '\n' ' ')
@@ -141,10 +166,9 @@ def test_director_image_boots_as_the_node_its_mac_names(images: Path, tmp_path: 
         assert re.search(rf"->\s+{re.escape(real)}\s+Route", r.stdout), r.stdout
 
 
-def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
-        images: Path, tmp_path: Path, vm_factory: Vms) -> None:
+def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted: Booted) -> None:
     # The MAC is webserver1's, but lvs.node= on the command line comes first.
-    vm = boot(vm_factory, tmp_path, images, "realserver", mac="52:54:00:00:01:01", node="webserver2")
+    vm = booted.up("realserver")
     f = facts(vm, r"""
         echo hostname=$(hostname)
         echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
@@ -163,9 +187,9 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(
     assert f["index"] == "real server webserver2"
 
 
-def test_a_machine_with_no_identity_stays_out(images: Path, tmp_path: Path, vm_factory: Vms) -> None:
+def test_a_machine_with_no_identity_stays_out(booted: Booted) -> None:
     # Not settled: with no address, systemd-networkd-wait-online would hold the boot for 2 min.
-    vm = boot(vm_factory, tmp_path, images, "director", mac="52:54:00:99:99:99", settle=False)
+    vm = booted.up("stranger", settle=False)
     console = vm.wait_console("this machine stays out of the reference cluster", BOOT_TIMEOUT)
     assert "no lvs.node= on the kernel command line, no MAC of this machine (52:54:00:99:99:99 ) in the spec" \
         in console
