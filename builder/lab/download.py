@@ -7,25 +7,42 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from ..netns import Netns
+from ..qemu import GuestResult
 from .report import Row
 from .traffic import (
     TRANSFER_LINES,
     TRANSFER_PATH,
     TRANSFER_RATE,
     TRANSFER_TIMEOUT,
+    Service,
     read_jsonl,
     transfer_expected,
     transfer_problems,
 )
 
-if TYPE_CHECKING:
-    from .cluster import Lab, LabNode
-
 POLL = 1.0
+
+
+class Host(Protocol):
+    """What the download needs of the lab (cluster.Lab)."""
+    @property
+    def reals(self) -> list[Any]: ...
+    @property
+    def services(self) -> list[Service]: ...
+    @property
+    def workdir(self) -> Path: ...
+    @property
+    def netns(self) -> Netns: ...
+    @property
+    def progress(self) -> Callable[[str], None]: ...
+    def sh(self, n: Any, script: str, timeout: float = 60) -> GuestResult | None: ...
+    def spawn(self, argv: list[str], logname: str) -> subprocess.Popen[bytes]: ...
 
 
 @dataclass
@@ -52,7 +69,7 @@ class Download:
         return transfer_problems(done, self.size, self.sha256, self.synced_to, t_fail)
 
 
-def start(lab: Lab, standby: LabNode) -> tuple[Download | None, list[str]]:
+def start(lab: Host, standby: Any) -> tuple[Download | None, list[str]]:
     """Put the file on every real server, start the rate-limited download through the first
     VIP, and wait until the standby's IPVS table holds the connection (sent by the active's
     sync daemon to the standby's backup daemon): that entry is what lets the standby carry
