@@ -195,6 +195,8 @@ class FakeLab:
         if not live:
             ok = svc.fallback
             return traffic.Answer(self.t, self.t + 0.05, ok, "fallback" if ok else None, None if ok else "refused")
+        if svc.vs.scheduler.value != "rr":  # weighted: each server as often as its weight says
+            live = [r for r in live for _ in range(self.weight[(d.name, f"{svc.label}/{r.name}")])]
         r = live[next(self.rr[svc.label]) % len(live)]
         if not self.up(r) or r.web == "hung":
             return traffic.Answer(self.t, self.t + 5, False, None, "timed out")

@@ -14,6 +14,7 @@ from builder.lab.plan import After, Kind
 from builder.lab.report import Report
 from builder.lab.scenario import run_scenario
 
+from .conftest import REPO
 from .fakecluster import FakeLab
 
 PLAN = {sc.key: sc for sc in SCENARIOS}
@@ -41,9 +42,13 @@ def healthy(m: FakeLab) -> Any:
     return active
 
 
+SHOP = REPO / "docs" / "examples" / "shop.yaml"
+
+
+@pytest.mark.parametrize("cluster", ["reference", "shop"])
 @pytest.mark.parametrize("key", [sc.key for sc in SCENARIOS if not sc.transfer])
-def test_every_scenario_goes_from_healthy_to_healthy(key: str) -> None:
-    m = fake()
+def test_every_scenario_goes_from_healthy_to_healthy(key: str, cluster: str) -> None:
+    m = fake(spec.parse(SHOP.read_text()) if cluster == "shop" else None)
     active = healthy(m)
     row, holder = run_scenario(m, PLAN[key], active)
     assert row.ok, row.detail
@@ -53,7 +58,7 @@ def test_every_scenario_goes_from_healthy_to_healthy(key: str) -> None:
     assert row.after_restore is not None
     sc = PLAN[key]
     if sc.takeover:
-        assert row.detected_s is not None and "loadb1" in row.detected
+        assert row.detected_s is not None and active.name in row.detected
     if sc.after is After.SURVIVOR:  # auto_failback off: whoever served through the fault keeps the VIPs
         assert (holder is not active) == sc.takeover
 
@@ -106,3 +111,17 @@ def test_the_fault_classes_cover_every_kind_the_plan_names() -> None:
     from builder.lab.faults import FAULTS
     assert set(FAULTS) == set(Kind)
     assert {k for sc in SCENARIOS for k, _ in sc.faults} == set(Kind)
+
+
+def test_the_shop_example_validates_and_spreads_by_its_weights() -> None:
+    cluster, problems = spec.load(SHOP)
+    assert cluster.name == "shop" and len(cluster.real_servers) == 3 and len(cluster.vips) == 2
+    assert [p.path for p in problems] == ["virtual_services[1].fallback"]  # the API has none, on purpose
+    m = FakeLab(cluster)
+    report = Report(cluster.name, "trixie")
+    assert checks.functional_checks(m, report) is not None
+    f = report.rows[-1]
+    assert f.key == "f" and f.ok, f.detail
+    shop, api = f.detail.split("; ")
+    assert shop.split(": ")[1].split().count("web-1") == 12  # 3 of every 6 over four cycles of wrr 3:2:1
+    assert sorted(set(api.split(": ")[1].split())) == ["web-1", "web-3"]
