@@ -160,3 +160,27 @@ def test_every_column_of_the_table_is_documented_in_the_json() -> None:
     header = report.table().splitlines()[2]
     named = [c.strip() for c in header.strip("|").split("|")][2:-1]  # between the title and the details
     assert set(named) <= set(report.to_json()["columns"]), set(named) - set(report.to_json()["columns"])
+
+
+def test_holder_figures_from_samples() -> None:
+    from builder.lab.probes import Sample, holder_figures
+
+    vip = "192.168.1.105"
+    macs = {"d1": "52:54:00:00:00:01", "d2": "52:54:00:00:00:02"}
+    held, free = frozenset({vip}), frozenset()
+    samples = []
+    for t in range(0, 30):
+        # d1 holds until 10, frozen (no answer) 10-20 while d2 holds from 13, both hold 20-25, d1 only after
+        d1 = held if t < 10 or t >= 20 else None
+        d2 = held if 13 <= t < 25 else free
+        samples += [Sample(t, "d1", d1), Sample(t, "d2", d2),
+                    Sample(t, "client", None, {vip: macs["d2"] if 14 <= t < 27 else macs["d1"]})]
+    f = holder_figures(samples, [vip], macs, 0, 30)
+    assert f.two_holders_s == 5.0          # 20-25
+    assert f.no_holder_s == 3.0            # 10-13: d1 frozen, d2 not yet
+    assert f.arp_stale_s == 3.0            # 13-14 (d2 holds, entry on d1) and 25-27 (d1 again, entry on d2)
+    # a director cut off (its link down) 20-25 holds nothing anyone reaches: no second holder then
+    assert holder_figures(samples, [vip], macs, 0, 30, [("d1", 20, 25)]).two_holders_s == 0.0
+    # d2 unheard of 10-13 (its agent busy, no sample at all): unknown, neither holder nor none
+    gap = [s for s in samples if not (s.source == "d2" and 5 <= s.t < 13)]
+    assert holder_figures(gap, [vip], macs, 0, 30).no_holder_s == 0.0

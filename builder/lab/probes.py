@@ -149,8 +149,8 @@ def holder_figures(samples: list[Sample], vips: list[str], macs: dict[str, str],
                 holders.append(name)
             if len(holders) >= 2:
                 two[v] += STEP
-            elif not holders and not unknown:
-                none[v] += STEP
+            elif not holders:
+                none[v] += 0.0 if unknown else STEP
             elif arp is not None and arp.macs.get(v) != macs.get(holders[0]):
                 stale[v] += STEP
         t += STEP
