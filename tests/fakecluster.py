@@ -20,6 +20,7 @@ DEADTIME = 2.5
 BOOT_S = 20.0
 CHECK_S = 3.0       # ldirectord: a real server's weight follows its health after this long
 SETTLE_S = 1.0      # a split is settled this long after the two hear each other again
+SYNC_DELAY = 8.0    # a director that claimed the VIPs runs the sync daemon's master role this long after
 
 
 @dataclass(eq=False)
@@ -246,6 +247,11 @@ class FakeLab:
         rows = [{"group": "heartbeat", "check": f"peer {peer.name}", "ok": self.hears(n, peer),
                  "observed": "active" if self.hears(n, peer) else "dead", "expected": "active"},
                 {"group": "vip", "check": "VIPs", "ok": role != "split", "observed": role, "expected": "all or none"}]
+        # heartbeat turns the sync daemon master some seconds after the VIPs were claimed
+        master = role == "active" and self.t - n.claimed_at >= SYNC_DELAY
+        rows.append({"group": "sync", "check": "LVSSyncDaemonSwap master status", "ok": master == (role == "active"),
+                     "observed": "master running" if master else "master stopped",
+                     "expected": "master running" if role == "active" else "master stopped"})
         table = self.ipvs(n) or {}
         for label, service in table.items():
             for address, real in service["reals"].items():

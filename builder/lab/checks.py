@@ -180,10 +180,22 @@ def functional_checks(m: Machines, report: Report) -> Node | None:
     return vip_holder(m)
 
 
+DEGRADED_TIMEOUT = 60     # the survivor's takeover completes (the VIPs move first, the sync daemon's role after)
+
+
 def degraded_state(m: Machines, survivor: Node, standby: Node | None, failed_reals: list[Node]) -> list[str]:
-    """What the stack's checks say of the directors while machines are down or sick: the
-    survivor serves, without the failed real servers, with the fallback where none is left;
-    a standby that saw no director fail stays a standby."""
+    """Wait until the stack's checks say the directors reached the degraded state: the survivor
+    serves, without the failed real servers, with the fallback where none is left; a standby
+    that saw no director fail stays a standby. What is still wrong after DEGRADED_TIMEOUT."""
+    deadline = m.now() + DEGRADED_TIMEOUT
+    while True:
+        problems = degraded_problems(m, survivor, standby, failed_reals)
+        if not problems or m.now() >= deadline:
+            return problems
+        m.sleep(2.0)
+
+
+def degraded_problems(m: Machines, survivor: Node, standby: Node | None, failed_reals: list[Node]) -> list[str]:
     if not m.stack.has_checks:  # keepalived: no lvs-cluster-check; the survivor's table must skip the failed
         idle = idle_reals(m, m.ipvs(survivor))
         return [f"{survivor.name}: ipvsadm still sends to {n.name}" for n in failed_reals
