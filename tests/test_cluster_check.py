@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -153,6 +154,10 @@ def test_ldirectord_status_is_read_as_ldirectord_reads_it(tmp_path: Path,
     # a process whose command line says ldirectord
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ldirectord"])
     try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"ldirectord" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the child has exec'd
         pidfile.write_text(f"{proc.pid}\n")
         assert check.ldirectord_status(config, str(tmp_path)) == (
             True, f"ldirectord for {config} is running with pid: {proc.pid}")

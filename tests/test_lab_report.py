@@ -167,7 +167,7 @@ def test_holder_figures_from_samples() -> None:
 
     vip = "192.168.1.105"
     macs = {"d1": "52:54:00:00:00:01", "d2": "52:54:00:00:00:02"}
-    held, free = frozenset({vip}), frozenset()
+    held, free = frozenset({vip}), frozenset[str]()
     samples = []
     for t in range(0, 30):
         # d1 holds until 10, frozen (no answer) 10-20 while d2 holds from 13, both hold 20-25, d1 only after
