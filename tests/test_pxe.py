@@ -230,6 +230,7 @@ def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTr
 
 
 @pytest.mark.slow
+@pytest.mark.full  # its images, tree and five diskless VMs take ~16 min: more than CI's time has left
 def test_the_lab_proves_another_cluster_booted_diskless_from_its_tree(tmp_path: Path,
                                                                      show: Callable[[str], None]) -> None:
     """docs/examples/shop.yaml, a cluster unlike the reference (other names and subnet, three
