@@ -28,8 +28,7 @@ def _isolated_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
-@pytest.fixture
-def show(pytestconfig: pytest.Config) -> Callable[[str], None]:
+def printer(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Print past pytest's capture: figures (sizes, boot times, the lab's report) belong in the CI log."""
     capman = pytestconfig.pluginmanager.getplugin("capturemanager")
 
@@ -37,6 +36,11 @@ def show(pytestconfig: pytest.Config) -> Callable[[str], None]:
         with capman.global_and_fixture_disabled():
             print(text, flush=True)
     return say
+
+
+@pytest.fixture
+def show(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    return printer(pytestconfig)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from builder.errors import ToolError
 from builder.model import Role
 from builder.qemu import Vm
 
-from .conftest import BuiltImages
+from .conftest import BuiltImages, printer
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +60,7 @@ class Booted:
 @pytest.fixture(scope="module")
 def booted(built_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory,
            pytestconfig: pytest.Config) -> Iterator[Booted]:
-    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
-
-    def show(text: str) -> None:  # conftest's `show`, for a fixture that outlives one test
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-
+    show = printer(pytestconfig)  # conftest's `show`, for a fixture that outlives one test
     images = built_images.out
     work = tmp_path_factory.mktemp("boots")
     vms = {}

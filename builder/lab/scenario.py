@@ -133,8 +133,7 @@ class Run:
             late = hold_until is not None and m.now() >= hold_until - DEGRADED_BEFORE_END
             if done and late and not degraded_done and self._degraded_applies():
                 degraded_done = True
-                self.problems += checks.degraded_state(m, self.survivor, None if sc.director_fault else self.standby,
-                                                       self.failed_reals)
+                self.problems += self._degraded()
             if hold_until is not None:
                 if m.now() >= hold_until:
                     break
@@ -167,8 +166,7 @@ class Run:
             if f.reboots:
                 self.problems += f.restore(m)
         if not timed and not at_once and not unserved and self._degraded_applies():
-            self.problems += checks.degraded_state(m, self.survivor, None if sc.director_fault else self.standby,
-                                                   self.failed_reals)
+            self.problems += self._degraded()
         for f in untimed:
             if not f.reboots:
                 self.problems += f.restore(m)
@@ -199,6 +197,11 @@ class Run:
         row.detail = "; ".join(self.problems) or "; ".join(
             [self._summary(), *self._transfer_summary(), *notes])
         return row, (holder if ok else None)
+
+    def _degraded(self) -> list[str]:
+        """The degraded state, as the survivor (and a standby no fault touched) must show it."""
+        standby = None if self.sc.director_fault else self.standby
+        return checks.degraded_state(self.m, self.survivor, standby, self.failed_reals)
 
     def _degraded_applies(self) -> bool:
         """The survivor's checks mean something while a fault lasts, unless both directors are
