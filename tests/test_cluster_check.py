@@ -61,7 +61,7 @@ def test_reads_the_nodes_resources_and_services_it_is_shipped_with(installed: tu
     check, _, ha_dir = installed
     assert check.read_hacf(str(ha_dir)) == ["loadb1", "loadb2"]
     assert check.read_haresources(str(ha_dir)) == [
-        ("LVSVip", "192.168.1.105/24/eth0/192.168.1.255"), ("LVSSyncDaemonSwap", "master")]
+        ("LVSSyncDaemonSwap", "master"), ("LVSVip", "192.168.1.105/24/eth0/192.168.1.255")]
     [vs] = check.read_ldirectord(str(ha_dir / "ldirectord.cf"))
     assert vs["service"] == "TCP  192.168.1.105:80"
     assert vs["scheduler"] == "rr"

@@ -127,15 +127,23 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
     assert "lvs-identity: this machine is loadb2, director of the reference cluster (MAC 52:54:00:00:01:04)" \
         in vm.console_text()
 
-    # Alone, the director takes over after initdead: heartbeat starts its resources in order
-    # (LVSVip, LVSSyncDaemonSwap master); ldirectord has run since boot.
+    # Alone, the director takes over after initdead: lvs-director's harc claims the VIP as soon
+    # as heartbeat says loadb1 is dead, then heartbeat takes the group (LVSSyncDaemonSwap master,
+    # the VIP found held); ldirectord has run since boot. The check is read once the sync daemon
+    # is master (a few seconds after the claim under emulation), for at most a minute.
     deadline = time.monotonic() + BOOT_TIMEOUT
     while "192.168.1.105/24" not in vm.sh("ip -4 -o address show dev eth0").stdout:
         assert time.monotonic() < deadline, "heartbeat never took the VIP"
         time.sleep(5)
     # The director package's check command, alone in the cluster: it is the active director
     # and says what is missing: its peer, and real servers to send to (the fallback serves).
-    r = vm.sh("lvs-cluster-check; echo exit=$?")
+    deadline = time.monotonic() + 60
+    while True:
+        r = vm.sh("lvs-cluster-check; echo exit=$?")
+        if re.search(r"^LVSSyncDaemonSwap master status\s+master running\s+master running \(", r.stdout, re.M) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     table = r.stdout.splitlines()
     assert table[0] == "loadb2: active director"
     assert table[-1] == "exit=1", r.stdout
@@ -145,7 +153,8 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
                      r.stdout, re.M), r.stdout
     assert re.search(r"^ipvsadm: fallback 127.0.0.1:80\s+listed \(no real server serves\)\s+listed, weight 1\s+ok$",
                      r.stdout, re.M), r.stdout
-    assert re.search(r"^LVSSyncDaemonSwap master status\s+master running\s+master running \(", r.stdout, re.M)
+    assert re.search(r"^LVSSyncDaemonSwap master status\s+master running\s+master running \(", r.stdout, re.M), \
+        r.stdout
     assert table[-2] == "3 of 10 checks FAILED"
 
     swap = "/etc/ha.d/resource.d/LVSSyncDaemonSwap"

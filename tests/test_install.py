@@ -97,6 +97,12 @@ def _vip_hooks_act(ch: Chroot) -> None:
         vip asked                       # heartbeat here is not running: no claim
         HA_src=loadb1 HA_st=dead timeout 20 /etc/ha.d/harc status >/dev/null 2>&1 || true
         vip dead                        # the other director is dead: claimed
+        # heartbeat takes its preferred node's group back through req_resource, which takes
+        # nothing if `ResourceManager status KEY` (the group's first resource) says running:
+        # the claim must not make it say so, or the sync daemon never turns master.
+        key=$(/usr/share/heartbeat/ResourceManager listkeys loadb1)
+        echo "key=$key"
+        /usr/share/heartbeat/ResourceManager status "$key" >/dev/null 2>&1 && echo keyheld=yes || echo keyheld=no
         HA_src=loadb3 HA_st=dead timeout 20 /etc/ha.d/harc status >/dev/null 2>&1 || true
         HA_src=loadb1 HA_step=done timeout 20 /etc/ha.d/harc lvs-handover
         echo "answer=$(ls /run/lvs-builder/handed-over)"
@@ -109,6 +115,7 @@ def _vip_hooks_act(ch: Chroot) -> None:
     facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert (facts["asked"], facts["dead"], facts["answer"], facts["before"], facts["after"]) == \
         ("0", "1", "/run/lvs-builder/handed-over", "1", "0"), out
+    assert (facts["key"], facts["keyheld"]) == ("LVSSyncDaemonSwap::master", "no"), out
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)

@@ -72,7 +72,7 @@ def test_packaged_commands_run_on_debians_python(package: Path, tmp_path: Path) 
     r = packaged("lvs-builder", "render", "director", "--out", str(tmp_path / "rendered"))
     assert r.returncode == 0, r.stderr
     haresources = (tmp_path / "rendered" / "etc/ha.d/haresources").read_text()
-    assert "loadb1 LVSVip::192.168.1.105/24/eth0/192.168.1.255 LVSSyncDaemonSwap::master" in haresources
+    assert "loadb1 LVSSyncDaemonSwap::master LVSVip::192.168.1.105/24/eth0/192.168.1.255" in haresources
     r = packaged("build-deb", "realserver", "--out", str(tmp_path / "debs"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "debs" / "lvs-realserver_1.0_all.deb").exists()
