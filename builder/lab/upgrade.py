@@ -52,6 +52,7 @@ def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list
         problems = body()
     except BuilderError as e:
         problems = [str(e)]
+    lab.progress(f"upgrade {key}: done after {lab.now() - t:.0f} s; waiting for the cluster to converge")
     ok, _, _, why = checks.converge(lab, expect_active)
     if not ok:
         problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
