@@ -184,3 +184,16 @@ def test_holder_figures_from_samples() -> None:
     # d2 unheard of 10-13 (its agent busy, no sample at all): unknown, neither holder nor none
     gap = [s for s in samples if not (s.source == "d2" and 5 <= s.t < 13)]
     assert holder_figures(gap, [vip], macs, 0, 30).no_holder_s == 0.0
+
+
+def test_a_director_holds_the_vips_on_its_cluster_interface_only() -> None:
+    from builder.lab.probes import held_vips
+
+    vips = ["192.168.1.105", "192.168.1.106"]
+    # as the guest agent lists them: an address labelled eth0:1 is eth0's; a VIP on lo (a real
+    # server's way) or on another NIC is not held on the cluster interface
+    agent = {"lo": ["127.0.0.1", "192.168.1.106"], "eth0": ["192.168.1.103"], "eth0:1": ["192.168.1.105"],
+             "eth1": ["192.168.1.106"]}
+    assert held_vips(agent, "eth0", vips) == frozenset({"192.168.1.105"})
+    assert held_vips({"eth0": ["192.168.1.103"]}, "eth0", vips) == frozenset()
+    assert held_vips(agent, "eth1", vips) == frozenset({"192.168.1.106"})

@@ -196,8 +196,14 @@ class Lab:
 
     def held(self, n: LabNode, timeout: float = 30) -> frozenset[str] | None:
         """The VIPs this director holds on its interface now; None if it does not answer."""
-        r = self.sh(n, f"ip -4 -o address show dev {self.cluster.interface_of(n.node)}", timeout=timeout)
-        return None if r is None else probes.held_vips(r.stdout, self.vips)
+        if not n.vm.running:
+            return None
+        try:
+            addresses = n.vm.ipv4_addresses(timeout=timeout)
+        except (OSError, ValueError, BuilderError) as e:
+            log.info("%s: %s", n.name, e)
+            return None
+        return probes.held_vips(addresses, self.cluster.interface_of(n.node), self.vips)
 
     def held_all(self) -> dict[str, frozenset[str] | None]:
         with ThreadPoolExecutor(len(self.directors)) as pool:

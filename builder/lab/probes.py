@@ -6,7 +6,6 @@ client's ARP entry on another machine than the holder) are pure functions of the
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import threading
 import time
@@ -28,9 +27,11 @@ class Sample:
     macs: dict[str, str] = field(default_factory=dict)  # client: VIP -> MAC
 
 
-def held_vips(ip_output: str, vips: Iterable[str]) -> frozenset[str]:
-    """The VIPs among an `ip -4 -o address show` output's addresses."""
-    return frozenset(v for v in vips if re.search(rf"\sinet {re.escape(v)}/", ip_output))
+def held_vips(addresses: dict[str, list[str]], interface: str, vips: Iterable[str]) -> frozenset[str]:
+    """The VIPs among an interface's IPv4 addresses (interface -> addresses, an address
+    labelled `eth0:1` counting as eth0's)."""
+    mine = {a for name, addrs in addresses.items() if name.split(":", 1)[0] == interface for a in addrs}
+    return frozenset(v for v in vips if v in mine)
 
 
 def neighbour_macs(ip_json: str, vips: Iterable[str]) -> dict[str, str]:
