@@ -220,12 +220,12 @@ def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_pat
 def test_an_image_of_a_spec_with_a_repository_carries_its_sources_entry(built_images: BuiltImages,
                                                                         tmp_path: Path) -> None:
     """A spec naming its repository: build-image installs lvs-apt-source beside the role package,
-    so the image, and the PXE tree's root filesystem made from it, hold the repository's sources
-    entry, owned by that package (the upgrade path of a node booted from either)."""
+    so the image holds the repository's sources entry, owned by that package (the upgrade path of
+    a node booted from it; a PXE tree's root filesystem is a copy of the image's: test_pxe.py)."""
     from click.testing import CliRunner
 
-    from builder import pxe
     from builder.cli import cli
+    from builder.pxe import _partition_offset
 
     from .conftest import write_spec
 
@@ -237,15 +237,16 @@ def test_an_image_of_a_spec_with_a_repository_carries_its_sources_entry(built_im
                            env={"XDG_DATA_HOME": str(built_images.data_home)})
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.glob("*.deb")) == ["lvs-apt-source_1.0_all.deb", "lvs-realserver_1.0_all.deb"]
-    work = tmp_path / "work"
-    work.mkdir()
-    squashfs = tmp_path / "filesystem.squashfs"
-    pxe.root_squashfs(out / "lvs-realserver-trixie.qcow2", squashfs, work)
-
-    def cat(path: str) -> str:
-        return subprocess.run(["unsquashfs", "-cat", str(squashfs), path], capture_output=True, text=True,
-                              check=True).stdout
-
-    entry = cat("etc/apt/sources.list.d/lvs-reference.sources")
+    # the image's root filesystem, read-only through a loop mount of its partition
+    raw, mnt = tmp_path / "image.raw", tmp_path / "mnt"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(out / "lvs-realserver-trixie.qcow2"), str(raw)],
+                   check=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", f"ro,loop,offset={_partition_offset(raw)}", str(raw), str(mnt)], check=True)
+    try:
+        entry = (mnt / "etc/apt/sources.list.d/lvs-reference.sources").read_text()
+        owned = (mnt / "var/lib/dpkg/info/lvs-apt-source.list").read_text()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
     assert "\nURIs: http://192.168.1.10:8080/\nSuites: ./\nTrusted: yes\n" in entry
-    assert "/etc/apt/sources.list.d/lvs-reference.sources" in cat("var/lib/dpkg/info/lvs-apt-source.list")
+    assert "/etc/apt/sources.list.d/lvs-reference.sources" in owned.splitlines()
