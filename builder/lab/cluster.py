@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import BuilderError
 from ..image import DIRECT_BOOT_CMDLINE
@@ -32,6 +32,8 @@ from ..qemu import NIC_ID, GuestResult, Vm
 from ..run import log
 from . import download, probes, traffic
 from .stack import Stack, parse_ipvsadm
+
+T = TypeVar("T")
 
 MEMORY_MIB = 512
 BOOT_TIMEOUT = 600        # VM start -> guest agent answers, under emulation on 2 loaded cores
@@ -177,10 +179,14 @@ class Lab:
 
     def sh(self, n: LabNode, script: str, timeout: float = 60) -> GuestResult | None:
         """A command in a VM, or None if the VM or its agent is not there."""
+        return self._ask(n, lambda: n.vm.sh(script, timeout=timeout))
+
+    def _ask(self, n: LabNode, call: Callable[[], T]) -> T | None:
+        """A guest agent call, or None if the VM or its agent is not there."""
         if not n.vm.running:
             return None
         try:
-            return n.vm.sh(script, timeout=timeout)
+            return call()
         except (OSError, ValueError, BuilderError) as e:
             log.info("%s: %s", n.name, e)
             return None
@@ -196,14 +202,8 @@ class Lab:
 
     def held(self, n: LabNode, timeout: float = 30) -> frozenset[str] | None:
         """The VIPs this director holds on its interface now; None if it does not answer."""
-        if not n.vm.running:
-            return None
-        try:
-            addresses = n.vm.ipv4_addresses(timeout=timeout)
-        except (OSError, ValueError, BuilderError) as e:
-            log.info("%s: %s", n.name, e)
-            return None
-        return probes.held_vips(addresses, self.cluster.interface_of(n.node), self.vips)
+        addresses = self._ask(n, lambda: n.vm.ipv4_addresses(timeout=timeout))
+        return None if addresses is None else probes.held_vips(addresses, self.cluster.interface_of(n.node), self.vips)
 
     def held_all(self) -> dict[str, frozenset[str] | None]:
         with ThreadPoolExecutor(len(self.directors)) as pool:
