@@ -154,6 +154,14 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     state = ch.snapshot()
     _configure_again(ch, "lvs-director")
     assert ch.snapshot() == state
+    # An admin's choice survives an upgrade: heartbeat disabled stays disabled.
+    ch.sh("systemctl disable heartbeat.service")
+    disabled = ch.snapshot()
+    assert "heartbeat.service" not in _links(ch, wants) and disabled != state
+    _configure_again(ch, "lvs-director")
+    assert ch.snapshot() == disabled
+    ch.sh("systemctl enable heartbeat.service")
+    assert ch.snapshot() == state
 
     ch.apt("remove lvs-director")
     assert _status(ch, "lvs-director") == "deinstall ok config-files"
