@@ -63,6 +63,7 @@ def test_dnsmasq_accepts_both_configurations(tmp_path: Path) -> None:
     assert "dhcp-option=option:router\n" in static  # the spec has no gateway: advertise none
     assert "dhcp-range=192.168.1.0,proxy,255.255.255.0\n" in files["dnsmasq-proxy.conf"]
     for mode in ("static", "proxy"):
+        assert "dhcp-option-force=211,30i\n" in files[f"dnsmasq-{mode}.conf"]  # pxelinux retries after 30 s
         conf = tmp_path / f"dnsmasq-{mode}.conf"
         conf.write_text(files[f"dnsmasq-{mode}.conf"])
         r = subprocess.run(["dnsmasq", "--test", f"--conf-file={conf}"], capture_output=True, text=True)
@@ -186,6 +187,8 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         assert "Linux version" not in other
         served_log = log.read_text()
         assert "52:54:00:99:99:98" in served_log  # dnsmasq saw it
+        # pxelinux's reboot time went out with the node's address (a failed load starts again in 30 s)
+        assert re.search(r"sent size:\s+4 option:\s*211\b", served_log), served_log[-3000:]
         assert "GET /director/filesystem.squashfs" in served_log
     finally:
         node.stop()
