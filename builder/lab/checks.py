@@ -95,7 +95,9 @@ def converge(m: Machines, expect_active: Node | None, timeout: float = CONVERGE_
     said, said_at = "", 0.0
     while True:
         m.wait_agents(deadline)
-        # Cheap first (lvs-cluster-check costs seconds under emulation: ldirectord is Perl).
+        # Cheap first (lvs-cluster-check costs seconds under emulation). The clients' answers
+        # are judged from here on: while the checks ran, the state they pass was already there.
+        since = m.now()
         held = m.held_all()
         holders = holders_of(held)
         holder = next((d for d in m.directors if holders == [d.name]), None)
@@ -120,7 +122,7 @@ def converge(m: Machines, expect_active: Node | None, timeout: float = CONVERGE_
         elif failing:
             why = failing[0]
         else:
-            samples = client_samples(m, m.now(), deadline)
+            samples = client_samples(m, since, deadline)
             ok, text = spread_ok(m, samples)
             if ok:
                 return True, checks, samples, ""
