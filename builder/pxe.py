@@ -101,8 +101,8 @@ def _partition_offset(raw: Path) -> int:
 
 
 # zstd: a third faster to boot under emulation than xz, for ~10% more bytes to fetch. At
-# zstd's own default level (3; mksquashfs's is 15): 20 times faster to make, 7 % bigger
-# (bench/run --only pxe).
+# zstd's own default level (3; mksquashfs's is 15): the director's root in 12 s, not 80 s,
+# 7 % bigger (bench/run --only pxe).
 SQUASHFS_COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "3")
 
 
