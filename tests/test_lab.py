@@ -78,7 +78,7 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     # and 5 s read timeout), and ended with all nodes at 1.1, heartbeat running the new ha.cf.
     for key in UPGRADE_KEYS[:-1]:
         assert rows[key]["sent"] > 0 and rows[key]["failed"] == 0, rows[key]
-    assert rows["u-end"]["detail"] == "4 nodes at 1.1; warntime 2 on both"
+    assert rows["u-end"]["detail"] == "4 nodes at 1.1; warntime 2 and ldirectord reloaded on both"
     assert rows["u2"]["vip_at_end"] != rows["u1"]["vip_at_end"]  # the handover moved the VIP
     plan = {sc.key: sc for sc in lab.SCENARIOS}
     for key in keys:

@@ -126,9 +126,15 @@ def upgraded(lab: Lab, new: Cluster) -> Row:
         live = r.stdout.strip() if r is not None else "?"
         if live not in (warntime, f"{new.heartbeat.timing.warntime * 1000:g}ms", f"{warntime}s"):
             problems.append(f"{d.name}: heartbeat runs warntime {live}, not {warntime}")
+        # The package's upgrade reloads ldirectord (its unit's ExecReload: SIGHUP); ldirectord
+        # says so when it rereads ldirectord.cf.
+        r = lab.sh(d, "journalctl -b -q -o cat -u ldirectord.service | grep -c 'config on signal' || true")
+        if r is None or not r.stdout.strip().isdigit() or int(r.stdout.strip()) == 0:
+            problems.append(f"{d.name}: ldirectord did not reread its configuration on the upgrade's reload")
     return Row("upgrade", "u-end", f"every node at {version}; heartbeat on both directors runs the new ha.cf "
-                                   f"(warntime {warntime})", not problems,
-               "; ".join(problems) or f"{len(lab.nodes)} nodes at {version}; warntime {warntime} on both")
+                                   f"(warntime {warntime}); ldirectord reloaded", not problems,
+               "; ".join(problems) or f"{len(lab.nodes)} nodes at {version}; warntime {warntime} and "
+                                      "ldirectord reloaded on both")
 
 
 def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode) -> None:
