@@ -220,9 +220,17 @@ def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_pat
     assert err.value.cmd.startswith("disk-image-create (failed in extra-data.d/50-lvs-director-deb; full log: ")
     assert "is not an lvs-director package" in err.value.tail
     assert [p.name for p in out.iterdir()] == ["lvs-director-trixie.qcow2.log"]
-    leftovers = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
-                               capture_output=True, text=True).stdout + Path("/proc/self/mounts").read_text()
-    assert "dib_image." not in leftovers and "dib_build." not in leftovers
+    # What this build made: the temporary dirs its log names (another build on this machine,
+    # or one killed before it could clean up, is not this build's leftover).
+    log = (out / "lvs-director-trixie.qcow2.log").read_text()
+    made = set(re.findall(r"/\S*/dib_(?:image|build)\.[A-Za-z0-9]+", log))
+    assert made, "the log names no temporary dir of diskimage-builder's"
+    loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                           capture_output=True, text=True).stdout.split()
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for d in made:
+        assert not Path(d).exists(), d
+        assert not [m for m in mounts + loops if m == d or m.startswith(d + "/")], d
 
 
 def test_an_image_of_a_spec_with_a_repository_carries_its_sources_entry(built_images: BuiltImages,
