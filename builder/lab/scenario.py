@@ -201,7 +201,10 @@ class Run:
     def _degraded(self) -> list[str]:
         """The degraded state, as the survivor (and a standby no fault touched) must show it."""
         standby = None if self.sc.director_fault else self.standby
-        return checks.degraded_state(self.m, self.survivor, standby, self.failed_reals)
+        problems = checks.degraded_state(self.m, self.survivor, standby, self.failed_reals)
+        if problems:  # what the survivor did meanwhile, saved while it is still in its journal
+            self.m.save_journal(self.survivor, f"{self.sc.key}-{self.survivor.name}.degraded.journal")
+        return problems
 
     def _degraded_applies(self) -> bool:
         """The survivor's checks mean something while a fault lasts, unless both directors are
