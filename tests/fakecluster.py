@@ -63,7 +63,8 @@ class FakeWatch:
 class FakeLab:
     """The lab's machines, simulated. `broken` names a behaviour to break, for the tests that
     show a broken cluster fails its row: "no-takeover" (the standby never claims),
-    "second-vip-unchecked" (the second virtual service's reals never get weight)."""
+    "second-vip-unchecked" (the second virtual service's reals never get weight), "no-settle"
+    (after a split both directors keep the VIPs)."""
 
     def __init__(self, cluster: Cluster, broken: str = "") -> None:
         self.cluster = cluster
@@ -75,6 +76,7 @@ class FakeLab:
         self.t = 1000.0
         self.t0 = self.t
         self.said: list[str] = []
+        self.journals_saved: list[str] = []
         self.progress = self.said.append
         self._nodes = [FakeNode(d, Role.DIRECTOR, f"52:54:00:0f:00:{i:02x}") for i, d in enumerate(cluster.directors)]
         self._nodes += [FakeNode(r, Role.REALSERVER, f"52:54:00:0f:01:{i:02x}")
@@ -150,7 +152,7 @@ class FakeLab:
                 self._claim(d)
         if self.hears(a, b) and not a.held and not b.held and self.t - max(a.booted_at, b.booted_at) > DEADTIME:
             self._claim(a)  # a cluster that starts together: haresources' node takes the group
-        if self.hears(a, b) and a.held and b.held:
+        if self.hears(a, b) and a.held and b.held and self.broken != "no-settle":
             a.both_since = a.both_since or self.t
             if self.t - a.both_since >= SETTLE_S:
                 keep, drop = (a, b) if a.claimed_at <= b.claimed_at else (b, a)
@@ -271,7 +273,8 @@ class FakeLab:
     def watch(self) -> FakeWatch:
         return FakeWatch(self)
 
-    def save_journal(self, n: FakeNode, name: str) -> str:
+    def save_journal(self, n: FakeNode, name: str, minutes: int = 3) -> str:
+        self.journals_saved.append(name)
         return "".join(f"[{t:12.6f}] {text}\n" for t, text in n.journal)
 
     def clock_offset(self, n: FakeNode) -> float | None:

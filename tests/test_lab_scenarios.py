@@ -88,6 +88,14 @@ def test_a_standby_that_never_takes_over_fails_the_row() -> None:
     assert "loadb2 did not take every VIP" in row.detail and "not detected: loadb1" in row.detail
 
 
+def test_a_split_that_never_settles_fails_the_row_and_keeps_both_directors_journals() -> None:
+    m = fake(broken="no-settle")
+    row, holder = run_scenario(m, PLAN["partition"], healthy(m))
+    assert not row.ok and holder is None
+    assert f"did not converge again within {checks.CONVERGE_TIMEOUT} s" in row.detail
+    assert {"partition-loadb1.converge.journal", "partition-loadb2.converge.journal"} <= set(m.journals_saved)
+
+
 def test_a_sick_real_server_counts_only_once_out_of_every_service_that_lists_it(reference: dict[str, Any]) -> None:
     m = fake(two_vips(reference))
     assert [s.label for s in m.services] == ["192.168.1.105:80", "192.168.1.106:80"]

@@ -226,10 +226,10 @@ class Lab:
         w.start()
         return w
 
-    def save_journal(self, n: LabNode, name: str) -> str:
+    def save_journal(self, n: LabNode, name: str, minutes: int = 3) -> str:
         """The last minutes of a director's journal, monotonic timestamps (heartbeat's takeover,
         step by step), into the workdir: where the time between detection and service went."""
-        r = self.sh(n, "journalctl -b -o short-monotonic --no-pager --since=-3min", timeout=60)
+        r = self.sh(n, f"journalctl -b -o short-monotonic --no-pager --since=-{minutes}min", timeout=60)
         if r is None:
             return ""
         (self.workdir / name).write_text(r.stdout + r.stderr)

@@ -183,6 +183,8 @@ class Run:
         ok, _, _, why = checks.converge(m, expect)
         if not ok:
             self.problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
+            for d in m.directors:  # what each did since the restore, while it is in their journals
+                m.save_journal(d, f"{sc.key}-{d.name}.converge.journal", checks.CONVERGE_TIMEOUT // 60 + 2)
         if transfer is not None:
             self.problems += transfer.finish(row, t_fail)
         t_end = m.now()
