@@ -36,7 +36,8 @@ class ImageFormat(enum.Enum):
 BASE_ELEMENTS = ("vm", "debian-minimal", "block-device-mbr", "baremetal")
 HOSTSHIMS = Path(__file__).resolve().parent / "hostshims"
 _STEP = re.compile(r"dib-run-parts Running \S*/(\w[\w-]*\.d)/(\S+)")
-_DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
+# diskimage-builder's temporary dirs, as its log names them (what a failed build must not leave).
+DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
 
 
 # The kernel command line the image's own boot loader gives (diskimage-builder's root label,
@@ -168,7 +169,7 @@ def _release(log: Path) -> None:
     """What a failed build left behind (diskimage-builder's rollback does not always clean up):
     mounts under its temporary dirs, the loop devices on its image file, the partition loops
     and /dev/mapper names stacked on those, and the temporary dirs themselves."""
-    dirs = set(_DIB_TMP_DIR.findall(log.read_text(errors="replace")))
+    dirs = set(DIB_TMP_DIR.findall(log.read_text(errors="replace")))
     if not dirs:
         return
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]

@@ -223,7 +223,7 @@ def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_pat
     # What this build made: the temporary dirs its log names (another build on this machine,
     # or one killed before it could clean up, is not this build's leftover).
     log = (out / "lvs-director-trixie.qcow2.log").read_text()
-    made = set(re.findall(r"/\S*/dib_(?:image|build)\.[A-Za-z0-9]+", log))
+    made = set(image.DIB_TMP_DIR.findall(log))
     assert made, "the log names no temporary dir of diskimage-builder's"
     loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
                            capture_output=True, text=True).stdout.split()
