@@ -40,6 +40,7 @@ class FakeNode:
     claimed_at: float = 0.0
     last_heard: float = 0.0
     both_since: float | None = None
+    generation: int = 1      # heartbeat's, raised on every start of the stack
     journal: list[tuple[float, str]] = field(default_factory=list)
 
     @property
@@ -157,6 +158,7 @@ class FakeLab:
             if self.t - a.both_since >= SETTLE_S:
                 keep, drop = (a, b) if a.claimed_at <= b.claimed_at else (b, a)
                 drop.held = frozenset()
+                drop.generation += 1  # heartbeat restarts itself on the one that gave up
                 self._claim(keep)
                 a.both_since = None
         else:
@@ -224,6 +226,9 @@ class FakeLab:
 
     def held(self, n: FakeNode, timeout: float = 30) -> frozenset[str] | None:
         return n.held if self.up(n) and not n.frozen else None
+
+    def instance(self, n: FakeNode) -> str | None:
+        return str(n.generation) if self.up(n) and n.stack_running else None
 
     def held_all(self) -> dict[str, frozenset[str] | None]:
         return {d.name: self.held(d) for d in self.directors}
@@ -298,6 +303,7 @@ class FakeLab:
 
     def power_on(self, n: FakeNode) -> str | None:
         n.powered, n.booted_at, n.journal = True, self.t + BOOT_S, []
+        n.generation += 1
         n.stack_running, n.web, n.page_ok, n.link = True, "up", True, True
         n.last_heard = self.t + BOOT_S  # initdead
         return None
@@ -329,6 +335,7 @@ class FakeLab:
         n.stack_running = running
         if running:
             n.last_heard = self.t
+            n.generation += 1
         return None
 
     def web(self, n: FakeNode, action: str) -> str | None:

@@ -133,3 +133,24 @@ def test_the_shop_example_validates_and_spreads_by_its_weights() -> None:
     shop, api = f.detail.split("; ")
     assert shop.split(": ")[1].split().count("web-1") == 12  # 3 of every 6 over four cycles of wrr 3:2:1
     assert sorted(set(api.split(": ")[1].split())) == ["web-1", "web-3"]
+
+
+def test_convergence_waits_out_a_stack_that_restarts_after_the_cluster_looked_healthy() -> None:
+    """heartbeat restarts itself ~10 s after a healed partition: a cluster that looks healthy
+    just before is not converged; the next row would begin inside the new instance's initdead."""
+    m = fake()
+    healthy(m)
+    restart_at, standby = m.t + 8, m.directors[1]
+    tick = m.tick
+
+    def restarting_tick() -> None:
+        tick()
+        if m.t >= restart_at and standby.generation == 2:
+            standby.generation += 1  # its stack restarted in place: the checks still pass
+    standby.generation = 2
+    m.tick = restarting_tick  # type: ignore[method-assign]
+    start = m.t
+    ok, _, _, why = checks.converge(m, None)
+    assert ok, why
+    assert standby.generation == 3
+    assert m.t >= restart_at + checks.SETTLE > start + checks.SETTLE

@@ -14,6 +14,10 @@ from .stack import CHECK_GROUPS, DEGRADED_GROUPS
 from .traffic import Answer, fits_scheduler, sample_size
 
 CONVERGE_TIMEOUT = 420    # -> both directors pass their checks and every client is served
+# ... and still do this long later, with neither director's stack restarted meanwhile: heartbeat
+# restarts itself ~10 s after a healed partition (the full tier's hang row looked converged just
+# before loadb2's did, and the partition row then began inside its new instance's initdead).
+SETTLE = 20
 
 
 def real_address(m: Machines, name: str) -> str:
@@ -93,6 +97,7 @@ def converge(m: Machines, expect_active: Node | None, timeout: float = CONVERGE_
     checks: dict[str, dict[str, Any] | None] = {}
     why = "not checked"
     said, said_at = "", 0.0
+    settled: tuple[float, dict[str, str | None]] | None = None  # since when healthy, and as which instances
     while True:
         m.wait_agents(deadline)
         # Cheap first (lvs-cluster-check costs seconds under emulation). The clients' answers
@@ -125,8 +130,18 @@ def converge(m: Machines, expect_active: Node | None, timeout: float = CONVERGE_
             samples = client_samples(m, since, deadline)
             ok, text = spread_ok(m, samples)
             if ok:
-                return True, checks, samples, ""
+                instances = {d.name: m.instance(d) for d in m.directors}
+                if settled is not None and settled[1] == instances and m.now() - settled[0] >= SETTLE:
+                    return True, checks, samples, ""
+                if settled is None or settled[1] != instances:
+                    settled = (since, instances)
+                why = f"healthy; settling for {SETTLE} s (" + ", ".join(f"{k} {v}" for k, v in instances.items()) + ")"
+                if m.now() >= deadline:
+                    return False, checks, {}, why
+                m.sleep(1.0)
+                continue
             why = "client answers: " + text
+        settled = None
         if m.now() >= deadline:
             return False, checks, {}, why
         if why != said or m.now() - said_at >= 20:

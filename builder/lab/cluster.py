@@ -200,6 +200,12 @@ class Lab:
     def check(self, n: LabNode, role_hint: str = "") -> dict[str, Any] | None:
         return self.stack.check(self.shell(n), role_hint)
 
+    def instance(self, n: LabNode) -> str | None:
+        """What names the director stack's running instance (heartbeat's generation); None if
+        the director does not answer or the stack is not running."""
+        r = self.sh(n, self.stack.instance_command, timeout=30)
+        return r.stdout.strip() if r is not None and r.exitcode == 0 and r.stdout.strip() else None
+
     def held(self, n: LabNode, timeout: float = 30) -> frozenset[str] | None:
         """The VIPs this director holds on its interface now; None if it does not answer."""
         addresses = self._ask(n, lambda: n.vm.ipv4_addresses(timeout=timeout))

@@ -53,6 +53,7 @@ class Stack(Protocol):
     label: str          # the report's "directors:"
     service: str        # the unit a clean stop stops
     has_checks: bool    # runs lvs-cluster-check
+    instance_command: str  # prints what changes whenever the stack (re)starts on a director
 
     def seen_pattern(self, gone: str) -> re.Pattern[str]: ...
 
@@ -63,6 +64,9 @@ class Heartbeat:
     label = "lvs-director"
     service = "heartbeat.service"
     has_checks = True
+    # heartbeat raises its generation on every start, also when it restarts itself in place
+    # (exec, same PID) after a healed partition, ~10 s after the heal.
+    instance_command = "cat /var/lib/heartbeat/hb_generation"
 
     def seen_pattern(self, gone: str) -> re.Pattern[str]:
         """How the survivor logs that director `gone` went: heartbeat's `node X: is dead` (power
@@ -99,6 +103,7 @@ class Keepalived:
     label = "keepalived (bench peer)"
     service = "keepalived.service"
     has_checks = False
+    instance_command = "cat /run/keepalived.pid"
 
     def seen_pattern(self, gone: str) -> re.Pattern[str]:
         return re.compile(r"Entering MASTER STATE")
