@@ -59,6 +59,8 @@ fi
 
 case "${1:-build}" in
     build)
+        # The built-in cluster's heartbeat key, made once (builds never make one): the demo's own act.
+        .venv/bin/lvs-builder keygen --if-missing
         .venv/bin/build-deb director realserver --out out --lint
         .venv/bin/build-image director --out out
         echo "setup: done. Put the commands on your PATH with: . .venv/bin/activate"

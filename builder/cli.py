@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from . import __version__, lab, pipeline, spec
+from . import __version__, authkey, lab, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
@@ -51,7 +50,13 @@ def weak_option(f: Any) -> Any:
 
 def authkey_option(f: Any) -> Any:
     return click.option("--authkey-file", type=click.Path(path_type=Path, dir_okay=False),
-                        help="the cluster's heartbeat key; default: beside the spec")(f)
+                        help="the cluster's heartbeat key (made by keygen); default: beside the spec")(f)
+
+
+def key_change_option(f: Any) -> Any:
+    return click.option("--key-change", is_flag=True,
+                        help="build with another cluster key than the previous director package carries "
+                             "(a key rotation step; see README)")(f)
 
 
 def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: bool = False) -> pipeline.Loaded:
@@ -108,13 +113,37 @@ def show(spec_path: Path | None, allow_weak_auth: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="cluster.yaml")
 @click.option("--force", is_flag=True, help="overwrite an existing file")
 def init(path: Path, force: bool) -> None:
-    """Write a commented starter spec (the reference cluster) to PATH."""
+    """Write a commented starter spec (the reference cluster) to PATH, and the new cluster's
+    heartbeat key beside it (PATH with .authkey) unless there is one."""
     if path.exists() and not force:
         raise BuilderError(f"{path}: exists; pass --force to overwrite")
+    key_path = authkey.default_path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(spec.reference_text(), encoding="utf-8")
     tmp.replace(path)
     click.echo(f"wrote {path}; edit it, then: lvs-builder validate --spec {path}")
+    if key_path.exists():
+        click.echo(f"kept the cluster key {key_path} ({authkey.fingerprint(authkey.read(key_path))})")
+    else:
+        key = authkey.create(key_path)
+        click.echo(f"wrote the cluster key {key_path} ({authkey.fingerprint(key)}); back it up with the spec, "
+                   "never publish it")
+
+
+@cli.command()
+@spec_option
+@authkey_option
+@click.option("--if-missing", is_flag=True, help="keep an existing key (exit 0) instead of refusing")
+def keygen(spec_path: Path | None, authkey_file: Path | None, if_missing: bool) -> None:
+    """Create the cluster's heartbeat key (once per cluster): beside the spec, or --authkey-file.
+    An existing key is never replaced; builds only read it."""
+    path = authkey_file or authkey.default_path(spec_path)
+    if if_missing and path.exists():
+        click.echo(f"kept the cluster key {path} ({authkey.fingerprint(authkey.read(path))})")
+        return
+    key = authkey.create(path)
+    click.echo(f"wrote the cluster key {path} ({authkey.fingerprint(key)}, mode 0600); back it up with the spec, "
+               "never publish it; every director package is built with it")
 
 
 @cli.command()
@@ -146,16 +175,17 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
 @click.option("--release", type=RELEASE, help="override the spec's Debian release")
 @authkey_option
+@key_change_option
 @weak_option
 @click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
 def build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
-              authkey_file: Path | None, allow_weak_auth: bool, lint: bool) -> None:
+              authkey_file: Path | None, key_change: bool, allow_weak_auth: bool, lint: bool) -> None:
     """Build the role meta-package(s) lvs-director / lvs-realserver, or lvs-apt-source (the
     sources entry of the spec's repository)."""
     loaded = _load(spec_path, release, allow_weak_auth)
     kinds: list[Kind] = [Extra(r) if r == Extra.APT_SOURCE.value else Role(r) for r in roles]
     for built, verdict in pipeline.build_debs(loaded, kinds, out,
-                                              authkey_file=authkey_file, lint=lint):
+                                              authkey_file=authkey_file, lint=lint, key_change=key_change):
         click.echo(f"built {built.path}" + (" (lintian clean)" if verdict is not None else ""))
 
 
@@ -170,9 +200,10 @@ cli.add_command(build_deb)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
 @click.option("--release", type=RELEASE, help="override the spec's Debian release")
 @authkey_option
+@key_change_option
 @weak_option
 def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release: str | None,
-                authkey_file: Path | None, allow_weak_auth: bool) -> None:
+                authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
     loaded = _load(spec_path, release, allow_weak_auth)
     name = image_name(loaded.cluster, Role(role))
@@ -186,7 +217,7 @@ def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release:
         click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
 
     built_deb, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
-                                            authkey_file=authkey_file, on_step=progress)
+                                            authkey_file=authkey_file, key_change=key_change, on_step=progress)
     click.echo(f"built {built_deb.path}")
     click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
                f"kernel {built.kernel.name}, initrd {built.initrd.name}")
@@ -218,10 +249,11 @@ cli.add_command(build_image)
               help="after the scenarios, publish the spec's next version (build-repo, served in the namespace) "
                    "and run the rolling upgrade: standby director, handover, the other, each real server")
 @authkey_option
+@key_change_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
             as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None, upgrade: bool,
-            authkey_file: Path | None, allow_weak_auth: bool) -> None:
+            authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
     if keepalived_peer is not None and (spec_path is not None or pxe_boot):
@@ -238,10 +270,11 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
     tree = None
     if pxe_boot:
         tree = pipeline.lab_pxe_tree(loaded, images, pxe_tree or images / "pxe", build=not no_build,
-                                     authkey_file=authkey_file, on_step=progress)
+                                     authkey_file=authkey_file, key_change=key_change, on_step=progress)
         found = {}
     else:
-        found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file, on_step=progress,
+        found = pipeline.lab_images(loaded, images, build=not no_build, authkey_file=authkey_file,
+                                    key_change=key_change, on_step=progress,
                                     roles=(Role.REALSERVER,) if keepalived_peer else (Role.DIRECTOR, Role.REALSERVER))
         if keepalived_peer is not None:
             found[Role.DIRECTOR] = keepalived_peer
@@ -273,9 +306,10 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
               help="where the role images are (built there first if missing or older than the spec)")
 @click.option("--no-build", is_flag=True, help="never build images; fail if they are missing or stale")
 @authkey_option
+@key_change_option
 @weak_option
 def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, authkey_file: Path | None,
-              allow_weak_auth: bool) -> None:
+              key_change: bool, allow_weak_auth: bool) -> None:
     """Make a PXE boot tree: pxelinux entries by MAC, the role images' kernels and root
     filesystems, dnsmasq configuration; `lvs-builder pxe serve --dir OUT` serves it."""
     loaded = _load(spec_path, None, allow_weak_auth)
@@ -285,7 +319,7 @@ def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, a
         click.echo(f"  {time.monotonic() - start:6.0f}s  {msg}", err=True)
 
     manifest = pipeline.build_pxe(loaded, images, out, build=not no_build, authkey_file=authkey_file,
-                                  on_step=progress)
+                                  key_change=key_change, on_step=progress)
     for role, info in manifest["roles"].items():
         sizes = ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in info["bytes"].items())
         click.echo(f"{role}: {sizes}")
@@ -330,9 +364,10 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
 @click.option("--url", default=None,
               help="where the nodes reach the repository [default: http://PROVISIONING-SERVER:8080/]")
 @authkey_option
+@key_change_option
 @weak_option
 def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str | None,
-               authkey_file: Path | None, allow_weak_auth: bool) -> None:
+               authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Publish the spec's role packages into an apt repository, with its sources entry."""
     from . import repo
 
@@ -344,9 +379,10 @@ def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str
     if not sign_key:
         click.echo("warning: build-repo without --sign-key: the repository is unsigned, and its sources entry "
                    "says 'Trusted: yes': nodes install whatever that URL serves them", err=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        debs = [b.path for b, _ in pipeline.build_debs(loaded, pipeline.published(loaded.cluster), Path(tmp),
-                                                       authkey_file=authkey_file)]
+    with pipeline.private_tmp(out.parent) as tmp:
+        debs = [b.path for b, _ in pipeline.build_debs(loaded, pipeline.published(loaded.cluster), tmp,
+                                                       authkey_file=authkey_file, key_change=key_change,
+                                                       previous=out)]
         built = repo.build(loaded.cluster, debs, out, url, sign_key, spec_key=pipeline.repo_key(loaded))
     for package, version in built.packages:
         click.echo(f"{package} {version}")

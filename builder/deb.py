@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
+from debian.debian_support import Version
 
 from . import render as rendering
 from .errors import BuilderError
 from .model import Cluster, Extra, Kind, Role
 from .run import require, run
 from .writer import populate, staging
+
+# A package that carries the cluster key is readable by its owner only, and records which key
+# it carries (the key's fingerprint, a node file from overlays/) for the next build to compare.
+KEY_MODE = 0o600
+KEY_RECORD = "usr/share/lvs-director/cluster-key.fingerprint"
 
 # 2026-01-01T00:00:00Z: file dates and the changelog date when SOURCE_DATE_EPOCH is unset,
 # so that the same spec and version give the same bytes on any machine, any day.
@@ -146,9 +152,30 @@ def build(cluster: Cluster, role: Kind, out_dir: Path, authkey: str | None, repo
         built = tmp / final.name
         run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, built],
             env={"SOURCE_DATE_EPOCH": str(epoch)})
-        os.chmod(built, 0o644)
+        os.chmod(built, KEY_MODE if authkey is not None else 0o644)
         os.replace(built, final)
     return BuiltDeb(final, role.package, cluster.package.version)
+
+
+def newest(out: Path, package: str) -> Path | None:
+    """The highest version of `package` among the .debs directly in `out`, if any."""
+    found = []
+    for path in out.glob(f"{package}_*_all.deb") if out.is_dir() else []:
+        version = path.name[len(package) + 1:-len("_all.deb")]
+        try:
+            found.append((Version(version), path))
+        except ValueError:
+            continue
+    return max(found)[1] if found else None
+
+
+def carried_key(deb: Path) -> str | None:
+    """The fingerprint of the cluster key a director package carries (its KEY_RECORD), or None
+    for a package older than that record."""
+    proc = run(["sh", "-ec", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "./$2"', "sh", deb, KEY_RECORD],
+               check=False, merge_stderr=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln and not ln.startswith("#")]
+    return lines[-1].strip() if proc.returncode == 0 and lines else None
 
 
 def lintian(deb: Path) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jinja2
 
+from . import authkey as authkey_mod
 from . import data_root
 from .model import Cluster, Extra, Kind, Role
 
@@ -82,6 +83,7 @@ def context(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
         "role": role.value,
         "package": role.package,
         "authkey": authkey,
+        "key_fingerprint": authkey_mod.fingerprint(authkey) if authkey else "",
         # The sources entry (overlays/apt-source/): only with a repository in the spec.
         "repo_sources": sources_name(cluster) if repo else "",
         "repo_url": repo.url if repo else None,

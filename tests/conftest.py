@@ -21,10 +21,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden from the renderer")
 
 
+def keyed_data_home(path: Path) -> Path:
+    """`path` as an XDG_DATA_HOME holding the built-in reference cluster's key, made the way an
+    operator makes it (`lvs-builder keygen`): builds read a key, they never create one."""
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    path.mkdir(parents=True, exist_ok=True)
+    r = CliRunner().invoke(cli, ["keygen"], env={"XDG_DATA_HOME": str(path)})
+    assert r.exit_code == 0, r.output
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The built-in spec keeps its key in the user's data dir: never the real one in tests."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    """The built-in spec keeps its key in the user's data dir: never the real one in tests; each
+    test's has a key of its own."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(keyed_data_home(tmp_path_factory.mktemp("xdg-data"))))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
@@ -83,7 +97,7 @@ def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
     for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap"):
         need_tool(tool)
     out = tmp_path_factory.mktemp("images")
-    data_home = tmp_path_factory.mktemp("images-xdg")
+    data_home = keyed_data_home(tmp_path_factory.mktemp("images-xdg"))
     env = {"XDG_DATA_HOME": str(data_home)}
     for role in ("director", "realserver"):
         r = CliRunner().invoke(cli, ["build-image", role, "--out", str(out)], env=env)

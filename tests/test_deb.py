@@ -13,7 +13,7 @@ from debian.debfile import DebFile
 from builder import cli as cli_module
 from builder.cli import cli
 
-from .conftest import need_tool, write_spec
+from .conftest import keyed_data_home, need_tool, write_spec
 
 ROLES = ["director", "realserver"]
 
@@ -28,7 +28,7 @@ def build(out: Path, *args: str, env: dict[str, str] | None = None) -> list[Path
 def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     need_tool("dpkg-deb")
     out = tmp_path_factory.mktemp("debs")
-    env = {"XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg"))}
+    env = {"XDG_DATA_HOME": str(keyed_data_home(tmp_path_factory.mktemp("xdg")))}
     paths = build(out, env=env)
     return {p.name.split("_")[0].removeprefix("lvs-"): p for p in paths}
 
@@ -66,7 +66,7 @@ def test_control_and_conffiles(debs: dict[str, Path], role: str) -> None:
 
 
 def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
-    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    env = {"XDG_DATA_HOME": str(keyed_data_home(tmp_path / "xdg"))}
     first = build(tmp_path / "a", env=env)
     second = build(tmp_path / "b", env=env)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
@@ -83,6 +83,7 @@ def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
 def test_spec_version_names_the_package(tmp_path: Path, reference: dict[str, Any]) -> None:
     reference["package"]["version"] = "2.3"
     p = write_spec(tmp_path, reference)
+    assert CliRunner().invoke(cli, ["keygen", "--spec", str(p)]).exit_code == 0
     paths = build(tmp_path / "out", "--spec", str(p))
     assert [x.name for x in paths] == ["lvs-director_2.3_all.deb", "lvs-realserver_2.3_all.deb"]
 

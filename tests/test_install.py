@@ -19,7 +19,7 @@ from builder.cli import cli
 from builder.run import run
 
 from .chroot import Chroot
-from .conftest import need_tool
+from .conftest import keyed_data_home, need_tool
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ RELEASES = ["trixie", "bookworm"]
 def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("debs")
     r = CliRunner().invoke(cli, ["build-deb", "director", "realserver", "--out", str(out)],
-                           env={"XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg"))})
+                           env={"XDG_DATA_HOME": str(keyed_data_home(tmp_path_factory.mktemp("xdg")))})
     assert r.exit_code == 0, r.output
     return {p.name.split("_")[0]: p for p in out.glob("*.deb")}
 

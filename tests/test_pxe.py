@@ -243,7 +243,9 @@ def test_the_lab_proves_another_cluster_booted_diskless_from_its_tree(tmp_path: 
     a real server lose power and network-boot into the cluster again (3-kill). The reference
     cluster's whole matrix runs from disk (test_lab.py)."""
     spec_path = tmp_path / "shop.yaml"
-    shutil.copy(REPO / "docs" / "examples" / "shop.yaml", spec_path)  # its key is made beside it
+    shutil.copy(REPO / "docs" / "examples" / "shop.yaml", spec_path)
+    r = CliRunner().invoke(cli, ["keygen", "--spec", str(spec_path)])  # its key, beside it
+    assert r.exit_code == 0, r.output
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
     work = tmp_path / "lab"
     argv = [LVS_BUILDER, "lab", "--spec", str(spec_path), "--pxe", "--images", str(tmp_path / "images"),

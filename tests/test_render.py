@@ -210,11 +210,17 @@ def test_render_dry_run_writes_nothing_then_write_then_diff(tmp_path: Path) -> N
     assert "-edited" in r.output and "+net.ipv4.conf.all.arp_ignore = 1" in r.output
 
 
-def test_render_director_keeps_its_key_beside_the_spec(tmp_path: Path, reference: dict[str, Any]) -> None:
+def test_render_director_reads_the_key_keygen_made_beside_the_spec(tmp_path: Path, reference: dict[str, Any]) -> None:
     p = write_spec(tmp_path, reference)
     out1, out2 = tmp_path / "a", tmp_path / "b"
-    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)])
     key_file = tmp_path / "cluster.authkey"
+    assert r.exit_code == 1
+    assert r.output.startswith(
+        f"error: {key_file}: no cluster key; create it once with: lvs-builder keygen --spec {p} ")
+    assert not key_file.exists() and not out1.exists()
+    assert CliRunner().invoke(cli, ["keygen", "--spec", str(p)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)]).exit_code == 0
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{64}", key)

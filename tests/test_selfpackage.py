@@ -69,6 +69,7 @@ def test_packaged_commands_run_on_debians_python(package: Path, tmp_path: Path) 
 
     assert packaged("lvs-builder", "--version").stdout.strip().endswith(__version__)
     assert packaged("lvs-builder", "validate").returncode == 0
+    assert packaged("lvs-builder", "keygen").returncode == 0
     r = packaged("lvs-builder", "render", "director", "--out", str(tmp_path / "rendered"))
     assert r.returncode == 0, r.stderr
     haresources = (tmp_path / "rendered" / "etc/ha.d/haresources").read_text()
