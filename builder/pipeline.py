@@ -228,6 +228,10 @@ def lab_upgrade_repo(loaded: Loaded, out: Path, url: str, *, authkey_file: Path 
         debs = [b.path for cluster in (loaded.cluster, new)
                 for b, _ in build_debs(dataclasses.replace(loaded, cluster=cluster), published(cluster),
                                        tmp / cluster.package.version, authkey_file=authkey_file)]
-        with repo.throwaway_key(tmp / "gnupg", f"lvs-builder lab <lab@{loaded.cluster.name}.invalid>") as key:
+        # The throw-away signing key's GnuPG home stays short: gpg-agent's socket path must fit
+        # in 108 bytes (a workdir under pytest's tmp did not). It holds no cluster key.
+        user = f"lvs-builder lab <lab@{loaded.cluster.name}.invalid>"
+        with tempfile.TemporaryDirectory(prefix="lvs-gpg-") as gpg_home, \
+                repo.throwaway_key(Path(gpg_home) / "gnupg", user) as key:
             repo.build(loaded.cluster, debs, out, url, key)
     return new

@@ -120,6 +120,22 @@ def test_publishing_a_new_version_keeps_the_earlier(tmp_path: Path) -> None:
                               ("lvs-realserver", "1.0"), ("lvs-realserver", "1.1")]
 
 
+def test_the_labs_upgrade_repository_is_signed_under_a_workdir_too_deep_for_a_gnupg_socket(tmp_path: Path) -> None:
+    """`lab --upgrade` publishes into WORKDIR/repo; its throw-away key's GnuPG home must not
+    follow (gpg-agent's socket path has 108 bytes: CI's workdir under pytest's tmp failed)."""
+    from builder import pipeline
+
+    need_tool("gpg")
+    out = tmp_path / ("deep-" * 12) / "lab" / "repo"
+    assert len(str(out / ".lvs-builder-xxxxxxxx" / "gnupg" / "S.gpg-agent.browser")) > 108
+    new = pipeline.lab_upgrade_repo(pipeline.load_cluster(None), out, "http://192.168.1.254:8080/")
+    assert new.package.version == "1.1"
+    assert (out / "InRelease").exists()
+    assert sorted(p.name for p in out.glob("lvs-director_*.deb")) == ["lvs-director_1.0_all.deb",
+                                                                     "lvs-director_1.1_all.deb"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["repo"]  # its package copies are gone
+
+
 def test_bad_key_and_missing_url_are_one_line_errors(tmp_path: Path, gnupg: dict[str, str]) -> None:
     v1, _, key = specs(tmp_path)
     r = build_repo(tmp_path / "repo", v1, key, "--sign-key", "nobody@example.org", env=gnupg)
