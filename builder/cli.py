@@ -122,12 +122,17 @@ def init(path: Path, force: bool) -> None:
     tmp.write_text(spec.reference_text(), encoding="utf-8")
     tmp.replace(path)
     click.echo(f"wrote {path}; edit it, then: lvs-builder validate --spec {path}")
-    if key_path.exists():
-        click.echo(f"kept the cluster key {key_path} ({authkey.fingerprint(authkey.read(key_path))})")
-    else:
-        key = authkey.create(key_path)
-        click.echo(f"wrote the cluster key {key_path} ({authkey.fingerprint(key)}); back it up with the spec, "
-                   "never publish it")
+    _make_key(key_path, keep=True)
+
+
+def _make_key(path: Path, keep: bool) -> None:
+    """The cluster key at `path`, created; an existing one kept (`keep`) or refused."""
+    if keep and path.exists():
+        click.echo(f"kept the cluster key {path} ({authkey.fingerprint(authkey.read(path))})")
+        return
+    key = authkey.create(path)
+    click.echo(f"wrote the cluster key {path} ({authkey.fingerprint(key)}), mode 0600; back it up with the spec, "
+               "never publish it; every director package is built with it")
 
 
 @cli.command()
@@ -137,13 +142,7 @@ def init(path: Path, force: bool) -> None:
 def keygen(spec_path: Path | None, authkey_file: Path | None, if_missing: bool) -> None:
     """Create the cluster's heartbeat key (once per cluster): beside the spec, or --authkey-file.
     An existing key is never replaced; builds only read it."""
-    path = authkey_file or authkey.default_path(spec_path)
-    if if_missing and path.exists():
-        click.echo(f"kept the cluster key {path} ({authkey.fingerprint(authkey.read(path))})")
-        return
-    key = authkey.create(path)
-    click.echo(f"wrote the cluster key {path} ({authkey.fingerprint(key)}, mode 0600); back it up with the spec, "
-               "never publish it; every director package is built with it")
+    _make_key(authkey_file or authkey.default_path(spec_path), keep=if_missing)
 
 
 @cli.command()

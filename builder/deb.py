@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
+from debian.debfile import DebError, DebFile
 from debian.debian_support import Version
 
 from . import render as rendering
@@ -172,10 +173,12 @@ def newest(out: Path, package: str) -> Path | None:
 def carried_key(deb: Path) -> str | None:
     """The fingerprint of the cluster key a director package carries (its KEY_RECORD), or None
     for a package older than that record."""
-    proc = run(["sh", "-ec", 'dpkg-deb --fsys-tarfile "$1" | tar -xO "./$2"', "sh", deb, KEY_RECORD],
-               check=False, merge_stderr=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln and not ln.startswith("#")]
-    return lines[-1].strip() if proc.returncode == 0 and lines else None
+    try:
+        text = DebFile(str(deb)).data.get_content(KEY_RECORD, encoding="ascii")
+    except (OSError, KeyError, ValueError, DebError):
+        return None
+    lines = [ln for ln in (text or "").splitlines() if ln and not ln.startswith("#")]
+    return lines[-1].strip() if lines else None
 
 
 def lintian(deb: Path) -> str:
