@@ -360,12 +360,18 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
               help="the repository (created, or the new version published into it)")
 @click.option("--sign-key", metavar="KEYID", default=None,
               help="GnuPG secret key to sign the Release with (InRelease, Release.gpg)")
+@click.option("--insecure", is_flag=True,
+              help="publish UNSIGNED (no --sign-key): the sources entry says 'Trusted: yes' and the nodes "
+                   "install whatever that URL serves them")
+@click.option("--valid-days", type=click.IntRange(1, 3650), default=90, show_default=True,
+              help="the Release's Valid-Until: apt refuses the repository once it is older; publish again before")
 @click.option("--url", default=None,
               help="where the nodes reach the repository [default: http://PROVISIONING-SERVER:8080/]")
 @authkey_option
 @key_change_option
 @weak_option
-def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str | None,
+def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, insecure: bool, valid_days: int,
+               url: str | None,
                authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Publish the spec's role packages into an apt repository, with its sources entry."""
     from . import repo
@@ -375,14 +381,20 @@ def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, url: str
         raise BuilderError(f"build-repo: --url {url}: the spec's repository.url ({loaded.cluster.repository.url}) "
                            "is what the role packages' sources entry names; change the spec, or drop --url")
     url = url or repo.default_url(loaded.cluster)
+    if not sign_key and not insecure:
+        raise BuilderError("build-repo: --sign-key: required (a GnuPG secret key the nodes will trust); "
+                           "an unsigned repository only with --insecure")
+    if sign_key and insecure:
+        raise BuilderError("build-repo: --insecure: the repository is signed (--sign-key); drop one of them")
     if not sign_key:
-        click.echo("warning: build-repo without --sign-key: the repository is unsigned, and its sources entry "
+        click.echo("warning: build-repo --insecure: the repository is unsigned, and its sources entry "
                    "says 'Trusted: yes': nodes install whatever that URL serves them", err=True)
     with pipeline.private_tmp(out.parent) as tmp:
         debs = [b.path for b, _ in pipeline.build_debs(loaded, pipeline.published(loaded.cluster), tmp,
                                                        authkey_file=authkey_file, key_change=key_change,
                                                        previous=out)]
-        built = repo.build(loaded.cluster, debs, out, url, sign_key, spec_key=pipeline.repo_key(loaded))
+        built = repo.build(loaded.cluster, debs, out, url, sign_key, spec_key=pipeline.repo_key(loaded),
+                           valid_days=valid_days)
     for package, version in built.packages:
         click.echo(f"{package} {version}")
     click.echo(f"built {out}" + (f", signed by {built.signed_by}" if built.signed_by else ", UNSIGNED")
@@ -400,13 +412,17 @@ def repo_group() -> None:
 @repo_group.command("serve")
 @click.option("--dir", "root", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
               help="the repository build-repo made")
-@click.option("--address", default="", help="the address to listen on [default: every address]")
-@click.option("--port", type=int, default=8080, show_default=True)
-def repo_serve(root: Path, address: str, port: int) -> None:
+@click.option("--address", default=None,
+              help="the address to listen on [default: the host of the URL the repository was published for]")
+@click.option("--port", type=int, default=None, help="[default: the port of that URL]")
+@click.option("--director", "directors", multiple=True, metavar="ADDR",
+              help="another address of a director (lvs-director_*.deb, which carries the cluster key, goes to the "
+                   "spec's directors' addresses and these only)")
+def repo_serve(root: Path, address: str | None, port: int | None, directors: tuple[str, ...]) -> None:
     """Serve the repository over HTTP in the foreground until Ctrl-C (for small sites)."""
     from . import repo
 
-    repo.serve(root, address, port, say=_say)
+    repo.serve(root, address, port, say=_say, directors=directors)
 
 
 def main() -> None:

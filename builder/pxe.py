@@ -15,8 +15,6 @@ filesystem is the disk image's, byte for byte, except /etc/fstab's line for the 
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import random
@@ -38,6 +36,7 @@ from .image import CONSOLE_CMDLINE
 from .model import Cluster, DhcpMode, Node, Role, pxe_problems
 from .render import environment
 from .run import require, run
+from .serve import Policy, http_server
 from .writer import replace_dir, staging
 
 # Debian's pxelinux and syslinux-common put them here.
@@ -180,9 +179,12 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dic
             manifest["nodes"][n.name] = {"role": r.value, "mac": n.mac.lower(), "address": str(n.address),
                                          "entry": f"tftp/pxelinux.cfg/{pxe_config_name(n.mac)}"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        for dirpath, _, names in os.walk(tmp):  # served to anyone on the segment: world-readable
+        for dirpath, _, names in os.walk(tmp):
             for name in names:
-                os.chmod(os.path.join(dirpath, name), 0o644)
+                path = os.path.join(dirpath, name)
+                # the director's root filesystem carries the cluster key: its owner only (pxe serve
+                # runs as that owner); the rest is what dnsmasq and HTTP hand anyone on the segment
+                os.chmod(path, 0o600 if Path(path).is_relative_to(tmp / "http" / Role.DIRECTOR.value) else 0o644)
         replace_dir(tmp, out)
     return manifest
 
@@ -256,26 +258,14 @@ def interface_addresses(interface: str) -> list[str]:
     return [a["local"] for link in json.loads(out.stdout or "[]") for a in link.get("addr_info", [])]
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    allowed: frozenset[str] | None = None   # client addresses served; None: anyone
-    say: Callable[[str], None] = staticmethod(lambda s: None)
-
-    def _refused(self) -> bool:
-        if self.allowed is not None and self.client_address[0] not in self.allowed:
-            self.send_error(403, "not a node of this cluster")
-            return True
-        return False
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if not self._refused():
-            super().do_GET()
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        if not self._refused():
-            super().do_HEAD()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        self.say(f"http: {self.client_address[0]} {format % args}")
+def policy(manifest: dict[str, Any], mode: str) -> Policy:
+    """The director's files to the directors' addresses only (in proxy mode too: the site's DHCP
+    server must lease each director its spec address); the rest to the nodes' addresses in static
+    mode, to anyone in proxy mode."""
+    nodes = manifest["nodes"].values()
+    return Policy((f"{Role.DIRECTOR.value}/*",),
+                  frozenset(n["address"] for n in nodes if n["role"] == Role.DIRECTOR.value),
+                  frozenset(n["address"] for n in nodes) if mode == "static" else None)
 
 
 READY = "ready:"  # what `serve` says once dnsmasq and HTTP answer (the lab and tests wait for it)
@@ -301,10 +291,7 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
                                "two would hand out conflicting leases: serve with --proxy (boot information "
                                "only, that server keeps the addresses)")
     port = int(manifest["http_port"])
-    handler = type("Handler", (_Handler,), {
-        "allowed": frozenset(n["address"] for n in manifest["nodes"].values()) if mode == "static" else None,
-        "say": staticmethod(say)})
-    httpd = http.server.ThreadingHTTPServer((server, port), functools.partial(handler, directory=str(tree / "http")))
+    httpd = http_server(tree / "http", server, port, policy(manifest, mode), say, "pxe serve")
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     rundir = Path(tempfile.mkdtemp(prefix="lvs-builder-pxe-"))
@@ -312,7 +299,8 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
             f"--interface={interface}", f"--tftp-root={tree / 'tftp'}", f"--dhcp-leasefile={rundir / 'leases'}",
             f"--pid-file={rundir / 'dnsmasq.pid'}", "--user=root"]
     say(f"serving {tree} on {interface}: DHCP ({mode}) and TFTP by dnsmasq, HTTP at {url}/ "
-        + ("for the nodes' addresses only" if mode == "static" else "for anyone") + "; Ctrl-C stops")
+        + ("for the nodes' addresses only" if mode == "static" else "for anyone")
+        + " (the director's root filesystem for the directors' only); Ctrl-C stops")
     say("$ " + " ".join(argv))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     stop = threading.Event()

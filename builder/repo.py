@@ -5,9 +5,11 @@
     DIR/Release                          its checksums (python-debian's deb822)
     DIR/InRelease, Release.gpg           GnuPG signatures, when a key is given
     DIR/lvs-<cluster>.sources            the deb822 entry nodes need, the key inline in Signed-By
+    DIR/.lvs-builder-repo.json           who may fetch what (`repo serve` reads it; never served)
 
 A flat repository (`Suites: ./`): one cluster, one directory, served as it is by `lvs-builder
-repo serve` or any web server. Publishing a new spec version adds its packages beside the
+repo serve` (or any web server told the same: lvs-director_*.deb carries the cluster key, so it
+goes to the directors' addresses only). Publishing a new spec version adds its packages beside the
 earlier ones (apt installs the highest; the earlier stay there to go back to). The directory
 is rebuilt in a staging directory and renamed into place, so a node never reads a Packages
 file that names a .deb not yet there.
@@ -16,19 +18,20 @@ file that names a .deb not yet there.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
-import http.server
+import json
 import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from debian import deb822
 
@@ -36,11 +39,15 @@ from . import render
 from .errors import BuilderError
 from .model import Cluster
 from .run import require, run
+from .serve import Policy, http_server
 from .writer import replace_dir, staging
 
 REPO_PORT = 8080
 READY = "ready:"
 INDEXES = ("Packages", "Packages.gz")
+ACCESS = ".lvs-builder-repo.json"
+PRIVATE = ("lvs-director_*.deb",)   # carries the cluster key: the directors' addresses only
+VALID_DAYS = 90                     # Release's Valid-Until: apt refuses a repository older than this
 
 
 @dataclass(frozen=True)
@@ -108,12 +115,14 @@ def throwaway_key(home: Path, user: str) -> Iterator[str]:
             os.environ["GNUPGHOME"] = before
 
 
-def _release(root: Path, cluster: Cluster) -> str:
+def _release(root: Path, cluster: Cluster, valid_days: int) -> str:
     release = deb822.Release()
     release["Origin"] = f"lvs-builder {cluster.name}"
     release["Label"] = f"lvs-{cluster.name}"
     release["Description"] = f"Role packages of the {cluster.name} LVS cluster"
-    release["Date"] = formatdate(usegmt=True)
+    now = time.time()
+    release["Date"] = formatdate(now, usegmt=True)
+    release["Valid-Until"] = formatdate(now + valid_days * 86400, usegmt=True)
     release["Architectures"] = "all"
     for field, key, algo in (("MD5Sum", "md5sum", hashlib.md5), ("SHA256", "sha256", hashlib.sha256)):
         release[field] = [{key: algo((root / name).read_bytes()).hexdigest(),  # type: ignore[assignment]  # multivalued field
@@ -122,7 +131,7 @@ def _release(root: Path, cluster: Cluster) -> str:
 
 
 def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None,
-          spec_key: str | None = None) -> Repo:
+          spec_key: str | None = None, valid_days: int = VALID_DAYS) -> Repo:
     """Publish `debs` into the repository at `out` (keeping the versions already there).
     `spec_key`: the public key the spec's repository.key names, which the role packages'
     sources entry trusts: the repository must be signed with it."""
@@ -147,7 +156,7 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
         packages = run([scan, "--multiversion", "."], cwd=root, merge_stderr=False).stdout
         (root / "Packages").write_text(packages)
         (root / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
-        (root / "Release").write_text(_release(root, cluster))
+        (root / "Release").write_text(_release(root, cluster, valid_days))
         public_key = None
         if fpr:
             _gpg("--local-user", fpr, "--digest-algo", "SHA512", "--clearsign", "-o", str(root / "InRelease"),
@@ -156,36 +165,44 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
                  str(root / "Release.gpg"), str(root / "Release"))
             public_key = spec_key or _gpg("--armor", "--export", fpr)
         (root / render.sources_name(cluster)).write_text(render.sources_entry(cluster, url, public_key))
+        (root / ACCESS).write_text(json.dumps({
+            "cluster": cluster.name, "url": url,
+            "directors": sorted(str(n.address) for n in cluster.directors),
+            "nodes": sorted(str(n.address) for n, _ in cluster.nodes)}, indent=1) + "\n")
         held = sorted((p["Package"], p["Version"])
                       for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
         replace_dir(root, out)
     return Repo(out, held, fpr, out / render.sources_name(cluster))
 
 
-def serve(root: Path, address: str, port: int, say: Callable[[str], None] = print) -> None:
-    """Serve the repository over HTTP in the foreground until SIGINT/SIGTERM."""
-    if not (root / "Release").exists():
-        raise BuilderError(f"{root}: not a repository build-repo made (no Release)")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def send_head(self) -> Any:
-            # Always the file as it is now: HTTP dates have whole seconds, so an index published
-            # within the second a node last fetched it would be answered "304 Not Modified".
-            del self.headers["If-Modified-Since"]
-            return super().send_head()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-            say(f"{self.client_address[0]} {format % args}")
-
+def access(root: Path) -> dict[str, Any]:
     try:
-        httpd = http.server.ThreadingHTTPServer((address, port), functools.partial(Handler, directory=str(root)))
-    except OSError as e:
-        raise BuilderError(f"repo serve: {address}:{port}: {e.strerror}") from None
+        data: dict[str, Any] = json.loads((root / ACCESS).read_text())
+    except FileNotFoundError:
+        if (root / "Release").exists():
+            raise BuilderError(f"{root}: no {ACCESS}: made by an older lvs-builder; publish it again "
+                               f"(build-repo --out {root})") from None
+        raise BuilderError(f"{root}: not a repository build-repo made (no Release)") from None
+    return data
+
+
+def serve(root: Path, address: str | None, port: int | None, say: Callable[[str], None] = print,
+          directors: tuple[str, ...] = ()) -> None:
+    """Serve the repository over HTTP in the foreground until SIGINT/SIGTERM: on the address
+    and port of the URL it was published for unless told otherwise; its director packages to the
+    directors' addresses (and `directors`) only."""
+    meta = access(root)
+    url = urlsplit(str(meta["url"]))
+    address = address or url.hostname or ""
+    port = port if port is not None else (url.port or 80)
+    insiders = frozenset([*meta["directors"], *directors])
+    httpd = http_server(root, address, port, Policy(PRIVATE, insiders, None), say, "repo serve")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
-    say(f"{READY} serving {root} at http://{address or '0.0.0.0'}:{httpd.server_address[1]}/; Ctrl-C stops")
+    say(f"{READY} serving {root} at http://{address}:{httpd.server_address[1]}/ (lvs-director to "
+        f"{', '.join(sorted(insiders))} only); Ctrl-C stops")
     try:
         stop.wait()
     finally:

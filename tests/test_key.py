@@ -146,16 +146,16 @@ def test_build_repo_refuses_another_key_and_keeps_its_copies_out_of_the_system_t
     repo = tmp_path / "site" / "repo"
     v1 = write_spec(tmp_path, reference, "v1.yaml")
     assert invoke("keygen", "--spec", str(v1)).exit_code == 0
-    r = invoke("build-repo", "--spec", str(v1), "--out", str(repo))
+    r = invoke("build-repo", "--spec", str(v1), "--out", str(repo), "--insecure")
     assert r.exit_code == 0, r.output
     reference["package"]["version"] = "1.1"
     v2 = write_spec(tmp_path, reference, "v2.yaml")
     assert invoke("keygen", "--spec", str(v2)).exit_code == 0
-    r = invoke("build-repo", "--spec", str(v2), "--out", str(repo))
+    r = invoke("build-repo", "--spec", str(v2), "--out", str(repo), "--insecure")
     assert r.exit_code == 1
     assert f"error: {repo / 'lvs-director_1.0_all.deb'}: carries cluster key" in r.output
     assert director_debs(repo) == ["lvs-director_1.0_all.deb"]
-    r = invoke("build-repo", "--spec", str(v2), "--out", str(repo), "--key-change")
+    r = invoke("build-repo", "--spec", str(v2), "--out", str(repo), "--key-change", "--insecure")
     assert r.exit_code == 0, r.output
     assert director_debs(repo) == ["lvs-director_1.0_all.deb", "lvs-director_1.1_all.deb"]
     assert list(system_tmp.iterdir()) == []

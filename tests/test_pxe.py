@@ -195,6 +195,46 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         stranger.stop()
 
 
+HEAD = """
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), source_address=(sys.argv[3], 0), timeout=10)
+c.request("HEAD", sys.argv[4])
+print(c.getresponse().status)
+"""
+
+
+@pytest.mark.slow
+def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only(
+        served: tuple[Netns, Path], pxe_tree: PxeTree) -> None:
+    """The real tree, served in the test's namespace: asked from a director's address, a real
+    server's and a stranger's (on the bridge beside the server's)."""
+    netns, _ = served
+    manifest = pxe.read_manifest(pxe_tree.tree)
+    server, port = manifest["server"], str(manifest["http_port"])
+    director, real, stranger = "192.168.1.104", "192.168.1.101", "192.168.1.77"
+
+    def status(source: str, path: str) -> int:
+        out = subprocess.run(netns.argv([sys.executable, "-c", HEAD, server, port, source, path]),
+                             capture_output=True, text=True, check=True).stdout
+        return int(out)
+
+    for a in (director, real, stranger):
+        subprocess.run(["ip", "-n", netns.name, "address", "add", f"{a}/32", "dev", BRIDGE], check=True)
+    try:
+        for path in ("/director/filesystem.squashfs", "/director/vmlinuz"):
+            assert (status(director, path), status(real, path), status(stranger, path)) == (200, 403, 403)
+        assert (status(director, "/realserver/filesystem.squashfs"), status(real, "/realserver/filesystem.squashfs"),
+                status(stranger, "/realserver/filesystem.squashfs")) == (200, 200, 403)
+        assert status(real, "/realserver/") == 404  # no listing
+    finally:
+        for a in (director, real, stranger):
+            subprocess.run(["ip", "-n", netns.name, "address", "del", f"{a}/32", "dev", BRIDGE], check=False)
+    # on the build host too, the director's files are its owner's only
+    for f in (pxe_tree.tree / "http" / "director").iterdir():
+        assert f.stat().st_mode & 0o077 == 0, f
+    assert (pxe_tree.tree / "http" / "realserver" / "vmlinuz").stat().st_mode & 0o777 == 0o644
+
+
 @pytest.mark.slow
 def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTree, netns: Netns,
                                                                  tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ served inside a network namespace the test makes (loopback only)."""
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import os
 import re
@@ -68,10 +69,17 @@ def test_unsigned_repository_indexes_and_sources(tmp_path: Path) -> None:
     v1, _, key = specs(tmp_path)
     repo = tmp_path / "repo"
     r = build_repo(repo, v1, key)
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1] == ("error: build-repo: --sign-key: required (a GnuPG secret key the nodes "
+                                         "will trust); an unsigned repository only with --insecure")
+    assert not repo.exists()
+    r = build_repo(repo, v1, key, "--insecure")
     assert r.exit_code == 0, r.output
-    assert "warning: build-repo without --sign-key: the repository is unsigned" in r.output
+    assert "warning: build-repo --insecure: the repository is unsigned" in r.output
     assert packages(repo) == [("lvs-director", "1.0"), ("lvs-realserver", "1.0")]
     release = deb822.Release((repo / "Release").read_text())
+    until, date = (email.utils.parsedate_to_datetime(release[f]) for f in ("Valid-Until", "Date"))
+    assert (until - date).days == 90
     for entry in release["SHA256"]:
         f = repo / entry["name"]
         assert (hashlib.sha256(f.read_bytes()).hexdigest(), str(f.stat().st_size)) == (entry["sha256"], entry["size"])
@@ -113,8 +121,8 @@ def test_signed_repository_verifies_and_a_tampered_one_does_not(tmp_path: Path, 
 def test_publishing_a_new_version_keeps_the_earlier(tmp_path: Path) -> None:
     v1, v2, key = specs(tmp_path)
     repo = tmp_path / "repo"
-    assert build_repo(repo, v1, key).exit_code == 0
-    r = build_repo(repo, v2, key)
+    assert build_repo(repo, v1, key, "--insecure").exit_code == 0
+    r = build_repo(repo, v2, key, "--insecure", "--valid-days", "7")
     assert r.exit_code == 0, r.output
     assert packages(repo) == [("lvs-director", "1.0"), ("lvs-director", "1.1"),
                               ("lvs-realserver", "1.0"), ("lvs-realserver", "1.1")]
@@ -146,7 +154,7 @@ def test_bad_key_and_missing_url_are_one_line_errors(tmp_path: Path, gnupg: dict
     del data["provisioning"]
     for d in data["directors"] + data["real_servers"]:
         d.pop("mac", None)
-    r = build_repo(tmp_path / "repo", write_spec(tmp_path, data, "nopxe.yaml"), key)
+    r = build_repo(tmp_path / "repo", write_spec(tmp_path, data, "nopxe.yaml"), key, "--insecure")
     assert r.exit_code == 1
     assert r.output.splitlines()[-1].startswith("error: build-repo: --url: the spec has no provisioning server")
     assert not (tmp_path / "repo").exists()
@@ -250,12 +258,59 @@ def private_netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
+FETCH = """
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), source_address=(sys.argv[3], 0), timeout=10)
+c.request("GET", sys.argv[4])
+r = c.getresponse()
+print(r.status, len(r.read()))
+"""
+
+
+def status(netns: str, server: str, port: int, source: str, path: str) -> int:
+    """The HTTP status `server` answers `path` with, asked from address `source` (in `netns`)."""
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", FETCH, server, str(port), source, path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def test_repo_serve_gives_the_director_package_to_the_directors_only(tmp_path: Path, gnupg: dict[str, str]) -> None:
+    """In a namespace of the test's own, its loopback holding the provisioning server's address and
+    a director's, a real server's and a stranger's: the indexes go to anyone, lvs-director_*.deb
+    (the cluster key inside) to the director only; no listings, no metadata."""
+    if os.geteuid() != 0:
+        pytest.fail("the serving test needs root (a network namespace)")
+    v1, _, key = specs(tmp_path)
+    repo = tmp_path / "repo"
+    assert build_repo(repo, v1, key, "--sign-key", "repo@example.org", env=gnupg).exit_code == 0
+    server, director, real, stranger = "192.168.1.10", "192.168.1.103", "192.168.1.101", "192.168.1.77"
+    port = 8080  # the spec's default URL's
+    with private_netns() as ns:
+        for a in (server, director, real, stranger):
+            subprocess.run(["ip", "-n", ns, "address", "add", f"{a}/32", "dev", "lo"], check=True)
+        # no --address, no --port: the URL's (http://192.168.1.10:8080/)
+        with serving(repo, None, tmp_path / "serve.log", ns):
+            for who in (director, real, stranger):
+                assert status(ns, server, port, who, "/InRelease") == 200
+                assert status(ns, server, port, who, "/lvs-realserver_1.0_all.deb") == 200
+                assert status(ns, server, port, who, "/") == 404            # no listing
+                assert status(ns, server, port, who, "/.lvs-builder-repo.json") == 404
+            assert status(ns, server, port, director, "/lvs-director_1.0_all.deb") == 200
+            assert status(ns, server, port, real, "/lvs-director_1.0_all.deb") == 403
+            assert status(ns, server, port, stranger, "/lvs-director_1.0_all.deb") == 403
+            assert status(ns, server, port, stranger, "/%6cvs-director_1.0_all.deb") == 403  # quoted, same file
+    log = (tmp_path / "serve.log").read_text()
+    assert f"at http://{server}:{port}/ (lvs-director to {director}, 192.168.1.104 only)" in log
+
+
 @contextlib.contextmanager
-def serving(repo: Path, port: int, log: Path, netns: str) -> Iterator[None]:
+def serving(repo: Path, port: int | None, log: Path, netns: str) -> Iterator[None]:
     """`lvs-builder repo serve` on the loopback of a private network namespace, stopped by its PID."""
     with open(log, "w") as out:
+        where = [] if port is None else ["--address", "127.0.0.1", "--port", str(port),
+                                         "--director", "127.0.0.1"]  # the chroot installs lvs-director
         proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-m", "builder", "repo", "serve",
-                                 "--dir", str(repo), "--address", "127.0.0.1", "--port", str(port)],
+                                 "--dir", str(repo), *where],
                                 stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
