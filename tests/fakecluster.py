@@ -41,6 +41,7 @@ class FakeNode:
     last_heard: float = 0.0
     both_since: float | None = None
     generation: int = 1      # heartbeat's, raised on every start of the stack
+    panic: str | None = None  # its console's panic line (a panicked guest is frozen too)
     journal: list[tuple[float, str]] = field(default_factory=list)
 
     @property
@@ -292,13 +293,16 @@ class FakeLab:
     def wait_agents(self, deadline: float) -> None:
         pass
 
+    def panicked(self, n: FakeNode) -> str | None:
+        return n.panic if n.powered else None
+
     def start_download(self, standby: FakeNode) -> tuple[Any, list[str]]:
         return None, []
 
     # -- Machines: acting --------------------------------------------------------------------
 
     def power_off(self, n: FakeNode) -> str | None:
-        n.powered, n.held, n.frozen = False, frozenset(), False
+        n.powered, n.held, n.frozen, n.panic = False, frozenset(), False, None
         return None
 
     def power_on(self, n: FakeNode) -> str | None:

@@ -135,6 +135,22 @@ def test_the_shop_example_validates_and_spreads_by_its_weights() -> None:
     assert sorted(set(api.split(": ")[1].split())) == ["web-1", "web-3"]
 
 
+def test_convergence_gives_up_at_once_on_a_guest_whose_kernel_panicked() -> None:
+    """Under QEMU's TCG a guest kernel panics now and then (a double fault in kmalloc on a
+    survivor, in one full-tier run): it answers nothing again, so converge says so at once
+    instead of waiting CONVERGE_TIMEOUT for an answer that cannot come."""
+    m = fake()
+    healthy(m)
+    survivor = m.directors[1]
+    survivor.frozen, survivor.panic = True, "Kernel panic - not syncing: Fatal exception in interrupt"
+    start = m.t
+    ok, _, _, why = checks.converge(m, None)
+    assert not ok
+    assert why == (f"the guest kernel panicked on {survivor.name} (Kernel panic - not syncing: Fatal exception "
+                   "in interrupt; see its console)")
+    assert m.t - start < 5
+
+
 def test_convergence_waits_out_a_stack_that_restarts_after_the_cluster_looked_healthy() -> None:
     """heartbeat restarts itself ~10 s after a healed partition: a cluster that looks healthy
     just before is not converged; the next row would begin inside the new instance's initdead."""

@@ -99,6 +99,10 @@ def converge(m: Machines, expect_active: Node | None, timeout: float = CONVERGE_
     said, said_at = "", 0.0
     settled: tuple[float, dict[str, str | None]] | None = None  # since when healthy, and as which instances
     while True:
+        # A guest whose kernel panicked answers nothing again: say so now, not after the timeout.
+        if dead := {n.name: p for n in m.nodes if (p := m.panicked(n)) is not None}:
+            return False, checks, {}, "the guest kernel panicked on " + "; ".join(
+                f"{k} ({v}; see its console)" for k, v in dead.items())
         m.wait_agents(deadline)
         # Cheap first (lvs-cluster-check costs seconds under emulation). The clients' answers
         # are judged from here on: while the checks ran, the state they pass was already there.
@@ -216,6 +220,11 @@ def degraded_state(m: Machines, survivor: Node, standby: Node | None, failed_rea
         m.sleep(2.0)
 
 
+def no_answer(m: Machines, n: Node) -> str:
+    p = m.panicked(n)
+    return f"lvs-cluster-check gave no answer on {n.name}" + (f" (its kernel panicked: {p})" if p else "")
+
+
 def degraded_problems(m: Machines, survivor: Node, standby: Node | None, failed_reals: list[Node]) -> list[str]:
     if not m.stack.has_checks:  # keepalived: no lvs-cluster-check; the survivor's table must skip the failed
         idle = idle_reals(m, m.ipvs(survivor))
@@ -225,7 +234,7 @@ def degraded_problems(m: Machines, survivor: Node, standby: Node | None, failed_
     both = checks_of(m, [survivor] + ([standby] if standby else []), survivor)
     c = both[survivor.name]
     if c is None:
-        return [f"lvs-cluster-check gave no answer on {survivor.name}"]
+        return [no_answer(m, survivor)]
     if c["role"] != "active":
         problems.append(f"{survivor.name} is {c['role']}, not active")
     problems += [f"{survivor.name}: {r['check']}: {r['observed']} (expected {r['expected']})"
@@ -246,7 +255,7 @@ def degraded_problems(m: Machines, survivor: Node, standby: Node | None, failed_
     if standby is not None:  # no director failed: the standby stays a standby
         s = both[standby.name]
         if s is None:
-            problems.append(f"lvs-cluster-check gave no answer on {standby.name}")
+            problems.append(no_answer(m, standby))
         else:
             problems += [f"{standby.name}: {r['check']}: {r['observed']}" for r in s["checks"]
                          if not r["ok"] and not str(r.get("group", "")).startswith("ipvs")]

@@ -385,9 +385,17 @@ class Lab:
                 self.progress("booting: " + ", ".join(f"{n.name} ({n.vm.boot_stage()})" for n in waiting))
             time.sleep(POLL)
 
+    def panicked(self, n: LabNode) -> str | None:
+        """The line its console shows if the guest kernel panicked this boot (it answers nothing
+        until powered off and on again; under QEMU's TCG that is the emulator's doing)."""
+        if not n.vm.running or n.vm.boot_stage() != "kernel panic":
+            return None
+        lines = [line for line in n.vm.console_since_start().splitlines() if "Kernel panic" in line]
+        return lines[-1].split("] ", 1)[-1].strip() if lines else "Kernel panic"
+
     def wait_agents(self, deadline: float) -> None:
         for n in self.nodes:
-            if n.vm.running:
+            if n.vm.running and self.panicked(n) is None:
                 with contextlib.suppress(BuilderError):
                     n.vm.wait_agent(max(1.0, deadline - time.monotonic()))
 
