@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data_root
+from .deb import KEY_MODE
 from .errors import ToolError
 from .mirror import debian_mirror, debian_security_mirror
 from .model import Cluster, Role
@@ -160,6 +161,9 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
         kernel, initrd = out / f"{name}.vmlinuz", out / f"{name}.initrd"
         os.replace(tmp / f"{name}.vmlinuz", kernel)
         os.replace(tmp / f"{name}.initrd", initrd)
+        # The director's root file system holds the cluster key: its owner's only (QEMU, build-pxe
+        # and dd run as that owner); the kernel and initramfs carry no key.
+        os.chmod(built, KEY_MODE if role is Role.DIRECTOR else 0o644)
         os.replace(built, final)  # last: an image in out/ is a complete one
     return BuiltImage(final, kernel, initrd, log, time.monotonic() - start)
 

@@ -211,6 +211,12 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
             assert re.search(rf"->\s+{re.escape(real)}\s+Route", r.stdout), r.stdout
 
 
+def test_the_director_image_is_its_owners_only(images: Path) -> None:
+    """It holds the cluster key; the real server's image does not."""
+    assert (images / "lvs-director-trixie.qcow2").stat().st_mode & 0o777 == 0o600
+    assert (images / "lvs-realserver-trixie.qcow2").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_path: Path) -> None:
     cluster, _ = spec.load(None)
     out = tmp_path / "out"
