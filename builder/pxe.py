@@ -268,6 +268,7 @@ def policy(manifest: dict[str, Any], mode: str) -> Policy:
                   frozenset(n["address"] for n in nodes) if mode == "static" else None)
 
 
+DNSMASQ_USER = ("nobody", "nogroup")  # Debian's dnsmasq-base makes no user of its own
 READY = "ready:"  # what `serve` says once dnsmasq and HTTP answer (the lab and tests wait for it)
 
 
@@ -295,9 +296,19 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     rundir = Path(tempfile.mkdtemp(prefix="lvs-builder-pxe-"))
+    # dnsmasq opens its sockets, lease and pid file as root, then runs as DNSMASQ_USER: that user
+    # reads the TFTP files (pxelinux and the boot entries, no key) from a copy it can reach
+    # (the tree may sit in a directory only its owner enters), beside them nothing.
+    tftp = rundir / "tftp"
+    shutil.copytree(tree / "tftp", tftp)
+    for dirpath, _, names in os.walk(tftp):
+        os.chmod(dirpath, 0o755)
+        for name in names:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    os.chmod(rundir, 0o711)
     argv = [dnsmasq, "--keep-in-foreground", "--log-facility=-", f"--conf-file={tree / f'dnsmasq-{mode}.conf'}",
-            f"--interface={interface}", f"--tftp-root={tree / 'tftp'}", f"--dhcp-leasefile={rundir / 'leases'}",
-            f"--pid-file={rundir / 'dnsmasq.pid'}", "--user=root"]
+            f"--interface={interface}", f"--tftp-root={tftp}", f"--dhcp-leasefile={rundir / 'leases'}",
+            f"--pid-file={rundir / 'dnsmasq.pid'}", f"--user={DNSMASQ_USER[0]}", f"--group={DNSMASQ_USER[1]}"]
     say(f"serving {tree} on {interface}: DHCP ({mode}) and TFTP by dnsmasq, HTTP at {url}/ "
         + ("for the nodes' addresses only" if mode == "static" else "for anyone")
         + " (the director's root filesystem for the directors' only); Ctrl-C stops")

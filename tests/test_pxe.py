@@ -204,11 +204,16 @@ print(c.getresponse().status)
 
 
 @pytest.mark.slow
-def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only(
+def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only_and_dnsmasq_runs_as_nobody(
         served: tuple[Netns, Path], pxe_tree: PxeTree) -> None:
     """The real tree, served in the test's namespace: asked from a director's address, a real
     server's and a stranger's (on the bridge beside the server's)."""
-    netns, _ = served
+    netns, log = served
+    # dnsmasq dropped root (it serves DHCP and TFTP to anyone on the segment)
+    pid = re.search(r"ready: dnsmasq \(pid (\d+)\)", log.read_text())
+    assert pid is not None, log.read_text()
+    uids = Path(f"/proc/{pid.group(1)}/status").read_text().split("\nUid:")[1].split("\n")[0].split()
+    assert uids == ["65534"] * 4  # nobody: real, effective, saved, file system
     manifest = pxe.read_manifest(pxe_tree.tree)
     server, port = manifest["server"], str(manifest["http_port"])
     director, real, stranger = "192.168.1.104", "192.168.1.101", "192.168.1.77"
