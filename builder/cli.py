@@ -15,6 +15,7 @@ from . import __version__, authkey, lab, pipeline, spec
 from .errors import BuilderError, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
+from .repo import VALID_DAYS
 
 ROLE = click.Choice([r.value for r in Role])
 KIND = click.Choice([*(r.value for r in Role), Extra.APT_SOURCE.value])  # what build-deb builds
@@ -363,7 +364,7 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
 @click.option("--insecure", is_flag=True,
               help="publish UNSIGNED (no --sign-key): the sources entry says 'Trusted: yes' and the nodes "
                    "install whatever that URL serves them")
-@click.option("--valid-days", type=click.IntRange(1, 3650), default=90, show_default=True,
+@click.option("--valid-days", type=click.IntRange(1, 3650), default=VALID_DAYS, show_default=True,
               help="the Release's Valid-Until: apt refuses the repository once it is older; publish again before")
 @click.option("--url", default=None,
               help="where the nodes reach the repository [default: http://PROVISIONING-SERVER:8080/]")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .deb import KEY_MODE
 from .errors import BuilderError, SpecError
 from .image import CONSOLE_CMDLINE
 from .model import Cluster, DhcpMode, Node, Role, pxe_problems
@@ -184,7 +185,7 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dic
                 path = os.path.join(dirpath, name)
                 # the director's root filesystem carries the cluster key: its owner only (pxe serve
                 # runs as that owner); the rest is what dnsmasq and HTTP hand anyone on the segment
-                os.chmod(path, 0o600 if Path(path).is_relative_to(tmp / "http" / Role.DIRECTOR.value) else 0o644)
+                os.chmod(path, KEY_MODE if Path(path).is_relative_to(tmp / "http" / Role.DIRECTOR.value) else 0o644)
         replace_dir(tmp, out)
     return manifest
 

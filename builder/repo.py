@@ -5,7 +5,7 @@
     DIR/Release                          its checksums (python-debian's deb822)
     DIR/InRelease, Release.gpg           GnuPG signatures, when a key is given
     DIR/lvs-<cluster>.sources            the deb822 entry nodes need, the key inline in Signed-By
-    DIR/.lvs-builder-repo.json           who may fetch what (`repo serve` reads it; never served)
+    DIR/.lvs-builder-repo.json           its URL and the directors' addresses (`repo serve` reads it; never served)
 
 A flat repository (`Suites: ./`): one cluster, one directory, served as it is by `lvs-builder
 repo serve` (or any web server told the same: lvs-director_*.deb carries the cluster key, so it
@@ -166,9 +166,7 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
             public_key = spec_key or _gpg("--armor", "--export", fpr)
         (root / render.sources_name(cluster)).write_text(render.sources_entry(cluster, url, public_key))
         (root / ACCESS).write_text(json.dumps({
-            "cluster": cluster.name, "url": url,
-            "directors": sorted(str(n.address) for n in cluster.directors),
-            "nodes": sorted(str(n.address) for n, _ in cluster.nodes)}, indent=1) + "\n")
+            "url": url, "directors": sorted(str(n.address) for n in cluster.directors)}, indent=1) + "\n")
         held = sorted((p["Package"], p["Version"])
                       for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
         replace_dir(root, out)

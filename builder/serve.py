@@ -46,19 +46,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         del self.headers["If-Modified-Since"]
         # the file it names, as the handler resolves it (unquoted, '..' and '.' dropped)
         local = Path(self.translate_path(self.path))
-        rel = local.relative_to(self.directory).as_posix()
-        if any(part.startswith(".") for part in local.relative_to(self.directory).parts) or local.is_dir():
+        rel = local.relative_to(self.directory)
+        if local.is_dir() or any(part.startswith(".") for part in rel.parts):
             self.send_error(404, "no directory listings here")
             return None
-        why = self.policy.refusal(self.client_address[0], rel)
+        why = self.policy.refusal(self.client_address[0], rel.as_posix())
         if why is not None:
             self.send_error(403, why)
             return None
         return super().send_head()
-
-    def list_directory(self, path: Any) -> Any:  # never reached (send_head refuses directories); kept shut
-        self.send_error(404, "no directory listings here")
-        return None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         self.say(f"http: {self.client_address[0]} {format % args}")

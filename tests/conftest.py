@@ -3,6 +3,8 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,22 @@ def reference() -> dict[str, Any]:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+_HEAD = """
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), source_address=(sys.argv[3], 0), timeout=10)
+c.request("HEAD", sys.argv[4])
+print(c.getresponse().status)
+"""
+
+
+def http_status(netns: str, server: str, port: int | str, source: str, path: str) -> int:
+    """The status `server` answers a HEAD of `path` with, asked from local address `source` by a
+    client inside network namespace `netns` (one the test made)."""
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _HEAD, server, str(port), source, path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
 
 
 def need_tool(name: str) -> None:

@@ -24,7 +24,7 @@ from builder.cli import cli
 from builder.netns import BRIDGE, Netns
 from builder.qemu import Vm
 
-from .conftest import REPO, PxeTree, need_tool, write_spec
+from .conftest import REPO, PxeTree, http_status, need_tool, write_spec
 
 BOOT_TIMEOUT = 900  # network boot + a squashfs fetched into RAM, under emulation
 LVS_BUILDER = str(Path(sys.executable).parent / "lvs-builder")
@@ -195,14 +195,6 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         stranger.stop()
 
 
-HEAD = """
-import http.client, sys
-c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), source_address=(sys.argv[3], 0), timeout=10)
-c.request("HEAD", sys.argv[4])
-print(c.getresponse().status)
-"""
-
-
 @pytest.mark.slow
 def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only_and_dnsmasq_runs_as_nobody(
         served: tuple[Netns, Path], pxe_tree: PxeTree) -> None:
@@ -219,9 +211,7 @@ def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only_and
     director, real, stranger = "192.168.1.104", "192.168.1.101", "192.168.1.77"
 
     def status(source: str, path: str) -> int:
-        out = subprocess.run(netns.argv([sys.executable, "-c", HEAD, server, port, source, path]),
-                             capture_output=True, text=True, check=True).stdout
-        return int(out)
+        return http_status(netns.name, server, port, source, path)
 
     for a in (director, real, stranger):
         subprocess.run(["ip", "-n", netns.name, "address", "add", f"{a}/32", "dev", BRIDGE], check=True)

@@ -25,7 +25,7 @@ from builder.deb import lintian
 from builder.model import Role
 from debian import deb822
 
-from .conftest import need_tool, write_spec
+from .conftest import http_status, need_tool, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -258,22 +258,6 @@ def private_netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
-FETCH = """
-import http.client, sys
-c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), source_address=(sys.argv[3], 0), timeout=10)
-c.request("GET", sys.argv[4])
-r = c.getresponse()
-print(r.status, len(r.read()))
-"""
-
-
-def status(netns: str, server: str, port: int, source: str, path: str) -> int:
-    """The HTTP status `server` answers `path` with, asked from address `source` (in `netns`)."""
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", FETCH, server, str(port), source, path],
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.split()[0])
-
-
 def test_repo_serve_gives_the_director_package_to_the_directors_only(tmp_path: Path, gnupg: dict[str, str]) -> None:
     """In a namespace of the test's own, its loopback holding the provisioning server's address and
     a director's, a real server's and a stranger's: the indexes go to anyone, lvs-director_*.deb
@@ -291,14 +275,14 @@ def test_repo_serve_gives_the_director_package_to_the_directors_only(tmp_path: P
         # no --address, no --port: the URL's (http://192.168.1.10:8080/)
         with serving(repo, None, tmp_path / "serve.log", ns):
             for who in (director, real, stranger):
-                assert status(ns, server, port, who, "/InRelease") == 200
-                assert status(ns, server, port, who, "/lvs-realserver_1.0_all.deb") == 200
-                assert status(ns, server, port, who, "/") == 404            # no listing
-                assert status(ns, server, port, who, "/.lvs-builder-repo.json") == 404
-            assert status(ns, server, port, director, "/lvs-director_1.0_all.deb") == 200
-            assert status(ns, server, port, real, "/lvs-director_1.0_all.deb") == 403
-            assert status(ns, server, port, stranger, "/lvs-director_1.0_all.deb") == 403
-            assert status(ns, server, port, stranger, "/%6cvs-director_1.0_all.deb") == 403  # quoted, same file
+                assert http_status(ns, server, port, who, "/InRelease") == 200
+                assert http_status(ns, server, port, who, "/lvs-realserver_1.0_all.deb") == 200
+                assert http_status(ns, server, port, who, "/") == 404            # no listing
+                assert http_status(ns, server, port, who, "/.lvs-builder-repo.json") == 404
+            assert http_status(ns, server, port, director, "/lvs-director_1.0_all.deb") == 200
+            assert http_status(ns, server, port, real, "/lvs-director_1.0_all.deb") == 403
+            assert http_status(ns, server, port, stranger, "/lvs-director_1.0_all.deb") == 403
+            assert http_status(ns, server, port, stranger, "/%6cvs-director_1.0_all.deb") == 403  # quoted, same file
     log = (tmp_path / "serve.log").read_text()
     assert f"at http://{server}:{port}/ (lvs-director to {director}, 192.168.1.104 only)" in log
 

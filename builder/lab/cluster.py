@@ -388,10 +388,9 @@ class Lab:
     def panicked(self, n: LabNode) -> str | None:
         """The line its console shows if the guest kernel panicked this boot (it answers nothing
         until powered off and on again; under QEMU's TCG that is the emulator's doing)."""
-        if not n.vm.running or n.vm.boot_stage() != "kernel panic":
-            return None
-        lines = [line for line in n.vm.console_since_start().splitlines() if "Kernel panic" in line]
-        return lines[-1].split("] ", 1)[-1].strip() if lines else "Kernel panic"
+        text = n.vm.console_since_start() if n.vm.running else ""
+        lines = [line for line in text.splitlines() if "Kernel panic" in line]
+        return lines[-1].split("] ", 1)[-1].strip() if lines else None
 
     def wait_agents(self, deadline: float) -> None:
         for n in self.nodes:
