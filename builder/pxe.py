@@ -269,6 +269,25 @@ def policy(manifest: dict[str, Any], mode: str) -> Policy:
                   frozenset(n["address"] for n in nodes) if mode == "static" else None)
 
 
+def _run_dir(tree: Path) -> Path:
+    """dnsmasq's run directory. dnsmasq opens its sockets, lease and pid file as root, then runs
+    as DNSMASQ_USER: that user reads the TFTP files (pxelinux and the boot entries, no key) from
+    this copy, which it can reach (the tree may sit in a directory only its owner enters)."""
+    rundir = Path(tempfile.mkdtemp(prefix="lvs-builder-pxe-"))
+    tftp = rundir / "tftp"
+    try:
+        shutil.copytree(tree / "tftp", tftp)
+        for dirpath, _, names in os.walk(tftp):
+            os.chmod(dirpath, 0o755)
+            for name in names:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        os.chmod(rundir, 0o711)
+    except OSError as e:
+        shutil.rmtree(rundir, ignore_errors=True)
+        raise BuilderError(f"pxe serve: copying {tree / 'tftp'} for dnsmasq: {e.strerror or e}") from None
+    return rundir
+
+
 DNSMASQ_USER = ("nobody", "nogroup")  # Debian's dnsmasq-base makes no user of its own
 READY = "ready:"  # what `serve` says once dnsmasq and HTTP answer (the lab and tests wait for it)
 
@@ -294,19 +313,14 @@ def serve(tree: Path, interface: str, *, proxy: bool = False, say: Callable[[str
                                "only, that server keeps the addresses)")
     port = int(manifest["http_port"])
     httpd = http_server(tree / "http", server, port, policy(manifest, mode), say, "pxe serve")
+    try:
+        rundir = _run_dir(tree)
+    except BuilderError:
+        httpd.server_close()
+        raise
+    tftp = rundir / "tftp"
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
-    rundir = Path(tempfile.mkdtemp(prefix="lvs-builder-pxe-"))
-    # dnsmasq opens its sockets, lease and pid file as root, then runs as DNSMASQ_USER: that user
-    # reads the TFTP files (pxelinux and the boot entries, no key) from a copy it can reach
-    # (the tree may sit in a directory only its owner enters), beside them nothing.
-    tftp = rundir / "tftp"
-    shutil.copytree(tree / "tftp", tftp)
-    for dirpath, _, names in os.walk(tftp):
-        os.chmod(dirpath, 0o755)
-        for name in names:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    os.chmod(rundir, 0o711)
     argv = [dnsmasq, "--keep-in-foreground", "--log-facility=-", f"--conf-file={tree / f'dnsmasq-{mode}.conf'}",
             f"--interface={interface}", f"--tftp-root={tftp}", f"--dhcp-leasefile={rundir / 'leases'}",
             f"--pid-file={rundir / 'dnsmasq.pid'}", f"--user={DNSMASQ_USER[0]}", f"--group={DNSMASQ_USER[1]}"]
