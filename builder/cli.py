@@ -18,7 +18,7 @@ from .model import Extra, Kind, Release, Role
 from .repo import VALID_DAYS
 
 ROLE = click.Choice([r.value for r in Role])
-KIND = click.Choice([*(r.value for r in Role), Extra.APT_SOURCE.value])  # what build-deb builds
+KIND = click.Choice([*(r.value for r in Role), *(e.value for e in Extra)])  # what build-deb builds
 RELEASE = click.Choice([r.value for r in Release])
 
 
@@ -56,8 +56,12 @@ def authkey_option(f: Any) -> Any:
 
 def key_change_option(f: Any) -> Any:
     return click.option("--key-change", is_flag=True,
-                        help="build with another cluster key than the previous director package carries "
-                             "(a key rotation step; see README)")(f)
+                        help="build with keys that the directors running the previous lvs-cluster-key cannot "
+                             "authenticate (a cluster reinstalled at once; rotate-key needs no such flag)")(f)
+
+
+def _kind(value: str) -> Kind:
+    return Extra(value) if value in {e.value for e in Extra} else Role(value)
 
 
 def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: bool = False) -> pipeline.Loaded:
@@ -129,11 +133,11 @@ def init(path: Path, force: bool) -> None:
 def _make_key(path: Path, keep: bool) -> None:
     """The cluster key at `path`, created; an existing one kept (`keep`) or refused."""
     if keep and path.exists():
-        click.echo(f"kept the cluster key {path} ({authkey.fingerprint(authkey.read(path))})")
+        click.echo(f"kept the cluster key {path} ({authkey.read(path).summary()})")
         return
-    key = authkey.create(path)
-    click.echo(f"wrote the cluster key {path} ({authkey.fingerprint(key)}), mode 0600; back it up with the spec, "
-               "never publish it; every director package is built with it")
+    ring = authkey.create(path)
+    click.echo(f"wrote the cluster key {path} ({authkey.fingerprint(ring.signing)}), mode 0600; back it up with "
+               "the spec, never publish it; every lvs-cluster-key package is built from it")
 
 
 @cli.command()
@@ -146,8 +150,26 @@ def keygen(spec_path: Path | None, authkey_file: Path | None, if_missing: bool) 
     _make_key(authkey_file or authkey.default_path(spec_path), keep=if_missing)
 
 
+@cli.command("rotate-key")
+@click.argument("step", type=click.Choice([s.value for s in authkey.RotateStep]))
+@spec_option
+@authkey_option
+def rotate_key(step: str, spec_path: Path | None, authkey_file: Path | None) -> None:
+    """One step of a key rotation on the cluster's key file: add (a new key, accepted; the old
+    one still signs), sign (the new one signs), drop (the old one goes). After each, build
+    lvs-cluster-key (build-deb cluster-key) and install it on both directors before the next."""
+    path = authkey_file or authkey.default_path(spec_path)
+    hint = authkey.keygen_hint(spec_path, path)
+    ring = authkey.rotate(path, authkey.RotateStep(step), hint)
+    click.echo(f"{path}: {step}: {ring.summary()}; now: build-deb cluster-key"
+               + (f" --spec {spec_path}" if spec_path else "")
+               + f", then install lvs-cluster-key {ring.serial} on both directors"
+               + {"add": ", then rotate-key sign", "sign": "; wait a minute, then rotate-key drop",
+                  "drop": ": the rotation is done"}[step])
+
+
 @cli.command()
-@click.argument("role", type=ROLE)
+@click.argument("role", type=click.Choice([*(r.value for r in Role), Extra.CLUSTER_KEY.value]))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="directory that becomes the node's file tree")
 @click.option("--dry-run", is_flag=True, help="say what would change; write nothing")
@@ -157,9 +179,10 @@ def keygen(spec_path: Path | None, authkey_file: Path | None, if_missing: bool) 
 @weak_option
 def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | None,
            authkey_file: Path | None, allow_weak_auth: bool) -> None:
-    """Render every file a ROLE node gets into --out (staged, then renamed)."""
+    """Render every file a ROLE node gets into --out (staged, then renamed); cluster-key: the
+    directors' heartbeat keys (/etc/ha.d/authkeys)."""
     loaded = _load(spec_path, allow_weak_auth=allow_weak_auth)
-    changes = pipeline.render_role(loaded, Role(role), out, authkey_file=authkey_file, dry_run=dry_run)
+    changes = pipeline.render_role(loaded, _kind(role), out, authkey_file=authkey_file, dry_run=dry_run)
     for ch in changes:
         if ch.kind != "same":
             click.echo(f"{'would write' if dry_run else 'wrote'} {ch.kind:7} {ch.path}")
@@ -180,10 +203,11 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
 @click.option("--lint/--no-lint", default=False, help="run lintian on the result (fails on warnings)")
 def build_deb(roles: tuple[str, ...], spec_path: Path | None, out: Path, release: str | None,
               authkey_file: Path | None, key_change: bool, allow_weak_auth: bool, lint: bool) -> None:
-    """Build the role meta-package(s) lvs-director / lvs-realserver, or lvs-apt-source (the
-    sources entry of the spec's repository)."""
+    """Build the role meta-package(s) lvs-director (with lvs-cluster-key, the directors'
+    heartbeat keys, which it needs) / lvs-realserver, lvs-cluster-key alone (a key rotation
+    step), or lvs-apt-source (the sources entry of the spec's repository)."""
     loaded = _load(spec_path, release, allow_weak_auth)
-    kinds: list[Kind] = [Extra(r) if r == Extra.APT_SOURCE.value else Role(r) for r in roles]
+    kinds = pipeline.with_keys([_kind(r) for r in dict.fromkeys(roles)])
     for built, verdict in pipeline.build_debs(loaded, kinds, out,
                                               authkey_file=authkey_file, lint=lint, key_change=key_change):
         click.echo(f"built {built.path}" + (" (lintian clean)" if verdict is not None else ""))
@@ -280,17 +304,20 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
             found[Role.DIRECTOR] = keepalived_peer
     chosen = [s for s in lab.SCENARIOS if (s.key in scenarios if scenarios else s.default)]
     workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
-    upgrade_to = None
+    rollout = None
     if upgrade:
         from .repo import REPO_PORT
 
         url = f"http://{lab.client_address(loaded.cluster).ip}:{REPO_PORT}/"
         progress(f"publishing {pipeline.next_version(loaded.cluster.package.version)} for the upgrade: "
                  f"{workdir / 'repo'} (signed by a throw-away key, served at {url})")
-        new = pipeline.lab_upgrade_repo(loaded, workdir / "repo", url, authkey_file=authkey_file)
-        upgrade_to = (workdir / "repo", new)
+        new = pipeline.lab_upgrade_repo(loaded, workdir / "repo", url)
+        rotation = pipeline.lab_rotation(loaded, workdir / "rotation", authkey_file=authkey_file, cluster=new)
+        progress(f"then a key rotation: lvs-cluster-key {', '.join(p.name for _, p in rotation)} in "
+                 f"{workdir / 'rotation'} (a new key of the lab's own; the spec's key file is left as it is)")
+        rollout = lab.Rollout(workdir / "repo", new, tuple(rotation))
     report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
-                         peer=keepalived_peer is not None, upgrade_to=upgrade_to)
+                         peer=keepalived_peer is not None, rollout=rollout)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     (workdir / "report.md").write_text(report.table() + "\n")
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())

@@ -16,16 +16,22 @@ from debian.deb822 import Deb822
 from debian.debfile import DebError, DebFile
 from debian.debian_support import Version
 
+from . import authkey as keys
 from . import render as rendering
+from .authkey import Ring
 from .errors import BuilderError
 from .model import Cluster, Extra, Kind, Role
 from .run import require, run
 from .writer import populate, staging
 
-# A package that carries the cluster key is readable by its owner only, and records which key
-# it carries (the key's fingerprint, a node file from overlays/) for the next build to compare.
+# The package that carries the cluster's keys (lvs-cluster-key) is readable by its owner only,
+# and records which keys it carries (their fingerprints, a node file from overlays/) for the
+# next build to compare. lvs-director from before lvs-cluster-key carried the key itself, and
+# recorded it in LEGACY_KEY_RECORD.
 KEY_MODE = 0o600
-KEY_RECORD = "usr/share/lvs-director/cluster-key.fingerprint"
+KEY_FILE = "etc/ha.d/authkeys"
+KEY_RECORD = "usr/share/lvs-cluster-key/fingerprints"
+LEGACY_KEY_RECORD = "usr/share/lvs-director/cluster-key.fingerprint"
 
 # 2026-01-01T00:00:00Z: file dates and the changelog date when SOURCE_DATE_EPOCH is unset,
 # so that the same spec and version give the same bytes on any machine, any day.
@@ -36,18 +42,25 @@ DEFAULT_EPOCH = 1767225600
 # conffile as .dpkg-new beside the diverted name (a fresh `apt install` unpacks everything
 # before it configures anything).
 PRE_DEPENDS: dict[Kind, list[str]] = {Role.DIRECTOR: ["heartbeat", "ldirectord"], Role.REALSERVER: [],
-                                      Extra.APT_SOURCE: []}
+                                      Extra.APT_SOURCE: [], Extra.CLUSTER_KEY: []}
+# lvs-director needs the keys, but any version of them: lvs-cluster-key is installed with the
+# image (or out of band) and is never in the repository, so lvs-director upgrades without it.
 DEPENDS: dict[Kind, list[str]] = {
-    Role.DIRECTOR: ["ipvsadm", "iproute2", "kmod", "procps", "apache2 | httpd", "libnss-myhostname", "python3"],
+    Role.DIRECTOR: ["lvs-cluster-key", "ipvsadm", "iproute2", "kmod", "procps", "apache2 | httpd",
+                    "libnss-myhostname", "python3"],
     Role.REALSERVER: ["apache2 | httpd", "iproute2", "procps", "libnss-myhostname"],
     Extra.APT_SOURCE: ["apt (>= 2.3.10)"],  # a key inline in Signed-By
+    Extra.CLUSTER_KEY: [],
 }
 CONFLICTS: dict[Kind, str | None] = {Role.DIRECTOR: "lvs-realserver", Role.REALSERVER: "lvs-director",
-                                     Extra.APT_SOURCE: None}
+                                     Extra.APT_SOURCE: None, Extra.CLUSTER_KEY: None}
+# authkeys moves from an lvs-director of an earlier lvs-builder into lvs-cluster-key.
+REPLACES: dict[Kind, str | None] = {Extra.CLUSTER_KEY: "lvs-director"}
 SUMMARY = {
     Role.DIRECTOR: "LVS director of the {name} cluster (heartbeat, ldirectord, IPVS)",
     Role.REALSERVER: "LVS real server of the {name} cluster (VIP on lo, ARP settings, pages)",
     Extra.APT_SOURCE: "apt source of the {name} LVS cluster's role packages",
+    Extra.CLUSTER_KEY: "heartbeat keys of the {name} LVS cluster's directors",
 }
 DESCRIPTION = {
     Role.DIRECTOR: (
@@ -55,8 +68,7 @@ DESCRIPTION = {
         "moves the virtual IP addresses between the directors, ldirectord checks the\n"
         "real servers and keeps the IPVS table, the IPVS sync daemon follows the\n"
         "active director, and a fallback page answers when every real server is down.\n"
-        ".\n"
-        "This package carries the cluster's heartbeat key: handle it as a secret."
+        "The cluster's heartbeat keys are in lvs-cluster-key, installed beside it."
     ),
     Role.REALSERVER: (
         "Makes this node a real server of the {name} cluster: the virtual IP\n"
@@ -68,6 +80,13 @@ DESCRIPTION = {
         "The sources entry of the apt repository that lvs-builder's build-repo\n"
         "publishes the {name} cluster's role packages to, with the key that signs\n"
         "it: a node with this package upgrades its role package with apt-get upgrade."
+    ),
+    Extra.CLUSTER_KEY: (
+        "The keys heartbeat authenticates the {name} cluster's directors with\n"
+        "(/etc/ha.d/authkeys). It is a secret: install it on the directors only,\n"
+        "with their image or out of band; it is never published in the cluster's\n"
+        "repository. A running heartbeat rereads the keys when it is installed, so\n"
+        "that a key rotation needs no restart."
     ),
 }
 
@@ -84,23 +103,27 @@ def build_epoch() -> int:
     return int(value) if value and value.isdigit() else DEFAULT_EPOCH
 
 
-def deb_name(cluster: Cluster, role: Kind) -> str:
-    return f"{role.package}_{cluster.package.version}_all.deb"
+def deb_name(cluster: Cluster, role: Kind, ring: Ring | None = None) -> str:
+    return f"{role.package}_{rendering.version(cluster, role, ring)}_all.deb"
 
 
-def control(cluster: Cluster, role: Kind, installed_kib: int) -> Deb822:
+def control(cluster: Cluster, role: Kind, installed_kib: int, ring: Ring | None = None) -> Deb822:
     c = Deb822()
     c["Package"] = role.package
-    c["Version"] = cluster.package.version
+    c["Version"] = rendering.version(cluster, role, ring)
     c["Architecture"] = "all"
     c["Maintainer"] = cluster.package.maintainer
     c["Installed-Size"] = str(installed_kib)
     if PRE_DEPENDS[role]:
         c["Pre-Depends"] = ", ".join(PRE_DEPENDS[role])
-    c["Depends"] = ", ".join(DEPENDS[role])
+    if DEPENDS[role]:
+        c["Depends"] = ", ".join(DEPENDS[role])
     conflicts = CONFLICTS[role]
     if conflicts:
         c["Conflicts"] = conflicts
+    replaces = REPLACES.get(role)
+    if replaces:
+        c["Replaces"] = replaces
     c["Section"] = "admin"
     c["Priority"] = "optional"
     long = DESCRIPTION[role].format(name=cluster.name)
@@ -114,15 +137,15 @@ def _installed_kib(files: dict[str, rendering.FileSpec]) -> int:
     return sum((len(f.content) + 1023) // 1024 for f in files.values()) + len(dirs)
 
 
-def package_tree(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+def package_tree(cluster: Cluster, role: Kind, ring: Ring | None, epoch: int,
                  repo_key: str | None = None) -> dict[str, rendering.FileSpec]:
     """The whole package: node files plus DEBIAN/ (control, conffiles, md5sums, scripts)."""
-    files = rendering.render(cluster, role, authkey, epoch=epoch, repo_key=repo_key)
+    files = rendering.render(cluster, role, ring, epoch=epoch, repo_key=repo_key)
     tree = dict(files)
-    for name, spec in rendering.render_control(cluster, role).items():
+    for name, spec in rendering.render_control(cluster, role, ring).items():
         tree[f"DEBIAN/{name}"] = rendering.FileSpec(spec.content, 0o755)
     tree["DEBIAN/control"] = rendering.FileSpec(
-        control(cluster, role, _installed_kib(files)).dump().encode("utf-8"))
+        control(cluster, role, _installed_kib(files), ring).dump().encode("utf-8"))
     conffiles = rendering.conffiles(files)
     if conffiles:
         tree["DEBIAN/conffiles"] = rendering.FileSpec(("\n".join(conffiles) + "\n").encode())
@@ -132,16 +155,18 @@ def package_tree(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
     return tree
 
 
-def build(cluster: Cluster, role: Kind, out_dir: Path, authkey: str | None, repo_key: str | None = None) -> BuiltDeb:
-    """Build the role package into out_dir, atomically: a failed build leaves nothing there."""
+def build(cluster: Cluster, role: Kind, out_dir: Path, ring: Ring | None = None,
+          repo_key: str | None = None) -> BuiltDeb:
+    """Build the package into out_dir, atomically: a failed build leaves nothing there; the
+    one with the keys (`ring`: lvs-cluster-key) readable by its owner only."""
     require("dpkg-deb", "dpkg")
     if role is Extra.APT_SOURCE and cluster.repository is None:
         raise BuilderError("build-deb apt-source: repository: the spec names no repository "
                            "(repository: {url: ..., key: ...}; see docs/spec.md)")
     epoch = build_epoch()
-    tree = package_tree(cluster, role, authkey, epoch, repo_key)
+    tree = package_tree(cluster, role, ring, epoch, repo_key)
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / deb_name(cluster, role)
+    final = out_dir / deb_name(cluster, role, ring)
     with staging(final) as tmp:
         root = tmp / "root"
         root.mkdir()
@@ -153,9 +178,9 @@ def build(cluster: Cluster, role: Kind, out_dir: Path, authkey: str | None, repo
         built = tmp / final.name
         run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, built],
             env={"SOURCE_DATE_EPOCH": str(epoch)})
-        os.chmod(built, KEY_MODE if authkey is not None else 0o644)
+        os.chmod(built, KEY_MODE if ring is not None else 0o644)
         os.replace(built, final)
-    return BuiltDeb(final, role.package, cluster.package.version)
+    return BuiltDeb(final, role.package, rendering.version(cluster, role, ring))
 
 
 def newest(out: Path, package: str) -> Path | None:
@@ -170,15 +195,29 @@ def newest(out: Path, package: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def carried_key(deb: Path) -> str | None:
-    """The fingerprint of the cluster key a director package carries (its KEY_RECORD), or None
-    for a package older than that record."""
+def carried_keys(deb: Path) -> keys.Record | None:
+    """Which keys a package carries (its KEY_RECORD, or an older lvs-director's
+    LEGACY_KEY_RECORD), or None for a package without keys."""
     try:
-        text = DebFile(str(deb)).data.get_content(KEY_RECORD, encoding="ascii")
+        data = DebFile(str(deb)).data
     except (OSError, KeyError, ValueError, DebError):
         return None
-    lines = [ln for ln in (text or "").splitlines() if ln and not ln.startswith("#")]
-    return lines[-1].strip() if lines else None
+    for record in (KEY_RECORD, LEGACY_KEY_RECORD):
+        try:
+            text = data.get_content(record, encoding="ascii")
+        except (OSError, KeyError, ValueError, DebError):
+            continue
+        if text:
+            return keys.parse_record(text)
+    return None
+
+
+def carries_key_file(deb: Path) -> bool:
+    """Whether a package holds /etc/ha.d/authkeys (the cluster's keys)."""
+    try:
+        return f"./{KEY_FILE}" in DebFile(str(deb)).data.tgz().getnames()
+    except (OSError, KeyError, ValueError, DebError):
+        return True  # unreadable: not to be published as keyless
 
 
 def lintian(deb: Path) -> str:

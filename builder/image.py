@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,13 @@ def apt_sources(release: str) -> str:
     return "\n".join(lines)
 
 
-def dib_environment(cluster: Cluster, role: Role, deb: Path, apt_source: Path | None = None) -> dict[str, str]:
+def element(deb: Path) -> str:
+    """The element that installs a package of ours: its name (lvs-director, lvs-cluster-key, ...),
+    from the .deb's name."""
+    return deb.name.split("_", 1)[0]
+
+
+def dib_environment(cluster: Cluster, role: Role, deb: Path, extra: Sequence[Path] = ()) -> dict[str, str]:
     env = {
         "DIB_RELEASE": cluster.release.value,  # explicit: the mirror's `stable` moves
         "DIB_APT_SOURCES_CONF": apt_sources(cluster.release.value),
@@ -94,8 +100,8 @@ def dib_environment(cluster: Cluster, role: Role, deb: Path, apt_source: Path | 
         "ELEMENTS_PATH": str(data_root() / "elements"),
         f"DIB_LVS_{role.value.upper()}_DEB": str(deb.resolve()),
     }
-    if apt_source is not None:
-        env["DIB_LVS_APT_SOURCE_DEB"] = str(apt_source.resolve())
+    for other in extra:  # each element's DIB_LVS_<NAME>_DEB
+        env[f"DIB_{element(other).upper().replace('-', '_')}_DEB"] = str(other.resolve())
     # disk-image-create's helpers (dib-block-device, ...) are installed beside our Python.
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     if not has_device_mapper():
@@ -119,11 +125,12 @@ def check_tools() -> None:
 
 
 def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
-          on_step: Callable[[str], None] = lambda s: None, apt_source: Path | None = None) -> BuiltImage:
+          on_step: Callable[[str], None] = lambda s: None, extra: Sequence[Path] = ()) -> BuiltImage:
     """Build the role image into out/, atomically; the full log goes to out/<name>.log.
-    With `apt_source` (the lvs-apt-source .deb), the image carries the repository's entry."""
+    `extra` are the other packages of ours it is installed with, each by its element: the
+    director's keys (lvs-cluster-key), the repository's entry (lvs-apt-source)."""
     check_tools()
-    env = dib_environment(cluster, role, deb, apt_source)
+    env = dib_environment(cluster, role, deb, extra)
     dib = disk_image_create()
     name = image_name(cluster, role)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +159,7 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
     with staging(final) as tmp:
         try:
             run([dib, "-a", "amd64", "-t", fmt.value, *options, "-o", tmp / name, *BASE_ELEMENTS,
-                 f"lvs-{role.value}", *(["lvs-apt-source"] if apt_source else [])], env=env, log_file=log,
+                 f"lvs-{role.value}", *(element(d) for d in extra)], env=env, log_file=log,
                 on_line=step)
         except ToolError as e:
             _release(log)
@@ -161,8 +168,8 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
         kernel, initrd = out / f"{name}.vmlinuz", out / f"{name}.initrd"
         os.replace(tmp / f"{name}.vmlinuz", kernel)
         os.replace(tmp / f"{name}.initrd", initrd)
-        # The director's root file system holds the cluster key: its owner's only (QEMU, build-pxe
-        # and dd run as that owner); the kernel and initramfs carry no key.
+        # The director's root file system holds the cluster's keys (lvs-cluster-key): its owner's
+        # only (QEMU, build-pxe and dd run as that owner); the kernel and initramfs carry no key.
         os.chmod(built, KEY_MODE if role is Role.DIRECTOR else 0o644)
         os.replace(built, final)  # last: an image in out/ is a complete one
     return BuiltImage(final, kernel, initrd, log, time.monotonic() - start)

@@ -38,6 +38,7 @@ class Role(enum.Enum):
 class Extra(enum.Enum):
     """A package of the cluster that is no node's role."""
     APT_SOURCE = "apt-source"   # the repository's sources entry (Debian's *-apt-source convention)
+    CLUSTER_KEY = "cluster-key"  # the directors' heartbeat keys (authkeys): never published
 
     @property
     def package(self) -> str:

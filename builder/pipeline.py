@@ -48,25 +48,29 @@ def key_path(loaded: Loaded, authkey_file: Path | None) -> Path:
     return authkey_file if authkey_file is not None else authkey.default_path(loaded.spec_path)
 
 
-def cluster_key(loaded: Loaded, authkey_file: Path | None) -> str:
-    """The heartbeat key, which must exist: `keygen` (or `init`) made it, never a build."""
+def cluster_keys(loaded: Loaded, authkey_file: Path | None) -> authkey.Ring:
+    """The heartbeat keys, which must exist: `keygen` (or `init`) made them, never a build."""
     path = key_path(loaded, authkey_file)
     return authkey.read(path, authkey.keygen_hint(loaded.spec_path, path))
 
 
-def check_key_continuity(out: Path, key: str, key_change: bool) -> None:
-    """Refuse a director package with another key than the newest one already in `out` carries
-    (the previous version, which the running directors have), unless the operator asks for a
-    key change."""
-    newest = deb.newest(out, Role.DIRECTOR.package)
-    if newest is None or key_change:
+def check_key_continuity(out: Path, ring: authkey.Ring, key_change: bool) -> None:
+    """Refuse keys that a director with the newest lvs-cluster-key in `out` (or, before it
+    existed, lvs-director: the previous version, which the running directors have) and one
+    with these could not authenticate each other with, unless the operator asks for a key
+    change. One rotation step at a time passes: each side accepts the other's signing key."""
+    if key_change:
         return
-    carried = deb.carried_key(newest)
-    ours = authkey.fingerprint(key)
-    if carried is not None and carried != ours:
-        raise BuilderError(f"{newest}: carries cluster key {carried}, this build's key is {ours}; a director "
-                           "with another key than its peer splits the brain: rotate it (README, 'The cluster "
-                           "key') or pass --key-change")
+    newest = deb.newest(out, Extra.CLUSTER_KEY.package) or deb.newest(out, Role.DIRECTOR.package)
+    carried = deb.carried_keys(newest) if newest is not None else None
+    if carried is None:
+        return
+    ours = authkey.record_of(ring)
+    if not carried.accepts(ours):
+        raise BuilderError(f"{newest}: signs with cluster key {carried.signing}, this build's keys are "
+                           f"{ring.summary()}; a director with the one and its peer with the other cannot "
+                           "authenticate each other (split brain): rotate the key one step at a time "
+                           "(README, 'The cluster key') or pass --key-change")
 
 
 def repo_key(loaded: Loaded) -> str | None:
@@ -87,12 +91,12 @@ def repo_key(loaded: Loaded) -> str | None:
     return text
 
 
-def role_files(loaded: Loaded, role: Role, authkey_file: Path | None) -> dict[str, FileSpec]:
-    key = cluster_key(loaded, authkey_file) if role is Role.DIRECTOR else None
-    return render(loaded.cluster, role, key, epoch=deb.build_epoch(), repo_key=repo_key(loaded))
+def role_files(loaded: Loaded, role: Kind, authkey_file: Path | None) -> dict[str, FileSpec]:
+    ring = cluster_keys(loaded, authkey_file) if role is Extra.CLUSTER_KEY else None
+    return render(loaded.cluster, role, ring, epoch=deb.build_epoch(), repo_key=repo_key(loaded))
 
 
-def render_role(loaded: Loaded, role: Role, out: Path, *, authkey_file: Path | None = None,
+def render_role(loaded: Loaded, role: Kind, out: Path, *, authkey_file: Path | None = None,
                 dry_run: bool = False) -> list[Change]:
     files = role_files(loaded, role, authkey_file)
     if dry_run:
@@ -107,21 +111,29 @@ def extras(cluster: Cluster) -> list[Kind]:
 
 
 def published(cluster: Cluster) -> list[Kind]:
-    """The packages of a cluster: its roles and its extras."""
+    """The packages of a cluster that its repository publishes: its roles and its extras;
+    never lvs-cluster-key."""
     return [*Role, *extras(cluster)]
 
 
-def build_debs(loaded: Loaded, roles: list[Kind], out: Path, *, authkey_file: Path | None = None,
+def with_keys(kinds: list[Kind]) -> list[Kind]:
+    """`kinds`, and lvs-cluster-key beside lvs-director (which cannot be installed without it)."""
+    if Role.DIRECTOR in kinds and Extra.CLUSTER_KEY not in kinds:
+        return [*kinds, Extra.CLUSTER_KEY]
+    return kinds
+
+
+def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Path | None = None,
                lint: bool = False, key_change: bool = False,
                previous: Path | None = None) -> list[tuple[deb.BuiltDeb, str | None]]:
-    """The packages, into `out`; the director's key checked against the newest director
-    package in `previous` (default: `out`)."""
-    key = cluster_key(loaded, authkey_file) if Role.DIRECTOR in roles else None
-    if key is not None:
-        check_key_continuity(previous or out, key, key_change)
+    """The packages, into `out`; lvs-cluster-key's keys checked against the newest one in
+    `previous` (default: `out`)."""
+    ring = cluster_keys(loaded, authkey_file) if Extra.CLUSTER_KEY in kinds else None
+    if ring is not None:
+        check_key_continuity(previous or out, ring, key_change)
     results = []
-    for role in roles:
-        built = deb.build(loaded.cluster, role, out, key if role is Role.DIRECTOR else None, repo_key(loaded))
+    for kind in kinds:
+        built = deb.build(loaded.cluster, kind, out, ring if kind is Extra.CLUSTER_KEY else None, repo_key(loaded))
         verdict = deb.lintian(built.path) if lint else None
         results.append((built, verdict))
     return results
@@ -133,10 +145,17 @@ def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *
     """The role's .deb (and lvs-apt-source's, when the spec names a repository), then its image
     from them; tools are checked before anything is built."""
     image.check_tools()
-    [(built_deb, _), *sources] = build_debs(loaded, [role, *extras(loaded.cluster)], out, authkey_file=authkey_file,
-                                            key_change=key_change)
-    return built_deb, image.build(loaded.cluster, role, built_deb.path, out, fmt, on_step=on_step,
-                                  apt_source=sources[0][0].path if sources else None)
+    built = {b.package: b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), out,
+                                                  authkey_file=authkey_file, key_change=key_change)}
+    extra = [built[k.package].path for k in (Extra.CLUSTER_KEY, Extra.APT_SOURCE) if k.package in built]
+    return built[role.package], image.build(loaded.cluster, role, built[role.package].path, out, fmt,
+                                            on_step=on_step, extra=extra)
+
+
+def node_packages(cluster: Cluster, role: Role) -> list[Kind]:
+    """What a node of `role` is installed with: its role package, the director's keys, the
+    repository's sources entry."""
+    return with_keys([role, *extras(cluster)])
 
 
 def normalized_yaml(cluster: Cluster) -> str:
@@ -154,7 +173,7 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
     for role in roles:
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"
         with private_tmp(images) as tmp:
-            fresh = [b for b, _ in build_debs(loaded, [role, *extras(loaded.cluster)], tmp,
+            fresh = [b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), tmp,
                                               authkey_file=authkey_file, key_change=key_change, previous=images)]
             debs = [images / b.path.name for b in fresh]
             current = (path.exists() and all(d.exists() and d.read_bytes() == b.path.read_bytes()
@@ -220,14 +239,14 @@ def upgraded(cluster: Cluster) -> Cluster:
         heartbeat=dataclasses.replace(cluster.heartbeat, timing=timing))
 
 
-def lab_upgrade_repo(loaded: Loaded, out: Path, url: str, *, authkey_file: Path | None = None) -> Cluster:
-    """The repository `lab --upgrade` serves: the spec's packages and the upgraded ones,
-    signed with a throw-away key. Returns the upgraded cluster."""
+def lab_upgrade_repo(loaded: Loaded, out: Path, url: str) -> Cluster:
+    """The repository `lab --upgrade` serves: the spec's packages and the upgraded ones (no
+    keys among them), signed with a throw-away key. Returns the upgraded cluster."""
     new = upgraded(loaded.cluster)
     with private_tmp(out.parent) as tmp:
         debs = [b.path for cluster in (loaded.cluster, new)
                 for b, _ in build_debs(dataclasses.replace(loaded, cluster=cluster), published(cluster),
-                                       tmp / cluster.package.version, authkey_file=authkey_file)]
+                                       tmp / cluster.package.version)]
         # The throw-away signing key's GnuPG home stays short: gpg-agent's socket path must fit
         # in 108 bytes (a workdir under pytest's tmp did not). It holds no cluster key.
         user = f"lvs-builder lab <lab@{loaded.cluster.name}.invalid>"
@@ -235,3 +254,27 @@ def lab_upgrade_repo(loaded: Loaded, out: Path, url: str, *, authkey_file: Path 
                 repo.throwaway_key(Path(gpg_home) / "gnupg", user) as key:
             repo.build(loaded.cluster, debs, out, url, key)
     return new
+
+
+def rotation_steps(ring: authkey.Ring) -> list[authkey.RotateStep]:
+    """The steps from `ring` to the end of a rotation to a new key."""
+    steps = list(authkey.RotateStep)
+    if len(ring.keys) == 2:
+        steps = steps[2:] if ring.auth == ring.keys[-1][0] else steps[1:]
+    return steps
+
+
+def lab_rotation(loaded: Loaded, out: Path, *, authkey_file: Path | None = None,
+                 cluster: Cluster | None = None) -> list[tuple[authkey.RotateStep, Path]]:
+    """The lvs-cluster-key packages of a key rotation to a new key that `lab --upgrade` runs
+    after the upgrade (of `cluster`, default the spec's), one per step, into `out` (owner
+    only). The spec's key file is read, never changed: the lab's new key lives in these
+    packages only."""
+    ring = cluster_keys(loaded, authkey_file)
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)
+    built = []
+    for step in rotation_steps(ring):
+        ring = ring.rotated(step)
+        built.append((step, deb.build(cluster or loaded.cluster, Extra.CLUSTER_KEY, out, ring).path))
+    return built

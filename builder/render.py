@@ -1,11 +1,12 @@
 """Rendering: model -> {path: FileSpec}. Pure: reads templates, writes nothing.
 
 Every file that lands on a node is one template under overlays/<role>/ (or overlays/common/
-for both roles; overlays/doc/ for every package, overlays/apt-source/ for lvs-apt-source), at
-the path it lands on, with `.j2` appended. Path segments are templates too
-(`usr/share/doc/{{ package }}/copyright.j2`); a template whose name renders empty is not
-shipped. `DEBIAN/` holds the maintainer scripts, rendered by `render_control`; they are package
-metadata, not node files.
+for both roles; overlays/doc/ for every package, overlays/apt-source/ for lvs-apt-source,
+overlays/cluster-key/ for lvs-cluster-key: the directors' heartbeat keys, the one package
+that carries a secret and is never published), at the path it lands on, with `.j2` appended.
+Path segments are templates too (`usr/share/doc/{{ package }}/copyright.j2`); a template
+whose name renders empty is not shipped. `DEBIAN/` holds the maintainer scripts, rendered by
+`render_control`; they are package metadata, not node files.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import jinja2
 
-from . import authkey as authkey_mod
 from . import data_root
+from .authkey import Ring
 from .model import Cluster, Extra, Kind, Role
 
 CONTROL_DIR = "DEBIAN"
@@ -75,15 +76,24 @@ def sources_name(cluster: Cluster) -> str:
     return f"lvs-{cluster.name}.sources"
 
 
-def context(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+def version(cluster: Cluster, kind: Kind, ring: Ring | None) -> str:
+    """A package's version: the spec's, but lvs-cluster-key's is its key file's serial (a
+    rotation step is a new version, whatever the cluster's version)."""
+    if kind is Extra.CLUSTER_KEY:
+        assert ring is not None
+        return str(ring.serial)
+    return cluster.package.version
+
+
+def context(cluster: Cluster, role: Kind, ring: Ring | None, epoch: int,
             repo_key: str | None = None) -> dict[str, object]:
     repo = cluster.repository
     return {
         "c": cluster,
         "role": role.value,
         "package": role.package,
-        "authkey": authkey,
-        "key_fingerprint": authkey_mod.fingerprint(authkey) if authkey else "",
+        "version": version(cluster, role, ring),
+        "ring": ring,
         # The sources entry (overlays/apt-source/): only with a repository in the spec.
         "repo_sources": sources_name(cluster) if repo else "",
         "repo_url": repo.url if repo else None,
@@ -98,6 +108,7 @@ LAYERS: dict[Kind, tuple[str, ...]] = {
     Role.DIRECTOR: ("doc", "common", "director"),
     Role.REALSERVER: ("doc", "common", "realserver"),
     Extra.APT_SOURCE: ("doc", "apt-source"),
+    Extra.CLUSTER_KEY: ("doc", "cluster-key"),
 }
 
 
@@ -118,10 +129,10 @@ def _templates(role: Kind, control: bool) -> list[tuple[str, Path]]:
     return [found[k] for k in sorted(found)]
 
 
-def _render_set(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
+def _render_set(cluster: Cluster, role: Kind, ring: Ring | None, epoch: int,
                 control: bool, repo_key: str | None = None) -> dict[str, FileSpec]:
     env = environment()
-    ctx = context(cluster, role, authkey, epoch, repo_key)
+    ctx = context(cluster, role, ring, epoch, repo_key)
     out: dict[str, FileSpec] = {}
     for name, path in _templates(role, control):
         rel = name.split("/", 1)[1]
@@ -145,16 +156,17 @@ def _render_set(cluster: Cluster, role: Kind, authkey: str | None, epoch: int,
     return out
 
 
-def render(cluster: Cluster, role: Kind, authkey: str | None, *, epoch: int,
+def render(cluster: Cluster, role: Kind, ring: Ring | None = None, *, epoch: int,
            repo_key: str | None = None) -> dict[str, FileSpec]:
     """Every file that lands on a node of `role`, keyed by its path relative to /.
-    `epoch` dates the changelog (SOURCE_DATE_EPOCH); `repo_key` is the repository's public
-    key (armored) when the spec names one."""
-    if role is Role.DIRECTOR and authkey is None:
-        raise ValueError("the director's authkeys needs the cluster key")
+    `ring` is the cluster's keys (lvs-cluster-key only); `epoch` dates the changelog
+    (SOURCE_DATE_EPOCH); `repo_key` is the repository's public key (armored) when the spec
+    names one."""
+    if (role is Extra.CLUSTER_KEY) != (ring is not None):
+        raise ValueError("the cluster's keys go into lvs-cluster-key, and only there")
     if cluster.repository is not None and cluster.repository.key is not None and repo_key is None:
         raise ValueError("the sources entry needs the repository's public key")
-    return _render_set(cluster, role, authkey, epoch, control=False, repo_key=repo_key)
+    return _render_set(cluster, role, ring, epoch, control=False, repo_key=repo_key)
 
 
 def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
@@ -165,9 +177,9 @@ def sources_entry(cluster: Cluster, url: str, public_key: str | None) -> str:
     return environment().get_template("apt-source/etc/apt/sources.list.d/{{ repo_sources }}.j2").render(ctx)
 
 
-def render_control(cluster: Cluster, role: Kind) -> dict[str, FileSpec]:
+def render_control(cluster: Cluster, role: Kind, ring: Ring | None = None) -> dict[str, FileSpec]:
     """The maintainer scripts of a role package, keyed by their name (postinst, ...)."""
-    files = _render_set(cluster, role, None, 0, control=True)
+    files = _render_set(cluster, role, ring, 0, control=True)
     return {rel.split("/", 1)[1]: f for rel, f in files.items()}
 
 

@@ -8,11 +8,13 @@
     DIR/.lvs-builder-repo.json           its URL and the directors' addresses (`repo serve` reads it; never served)
 
 A flat repository (`Suites: ./`): one cluster, one directory, served as it is by `lvs-builder
-repo serve` (or any web server told the same: lvs-director_*.deb carries the cluster key, so it
-goes to the directors' addresses only). Publishing a new spec version adds its packages beside the
-earlier ones (apt installs the highest; the earlier stay there to go back to). The directory
-is rebuilt in a staging directory and renamed into place, so a node never reads a Packages
-file that names a .deb not yet there.
+repo serve` (or any web server told the same: lvs-director_*.deb, the directors' configuration,
+goes to the directors' addresses only). No package in it carries the cluster's heartbeat keys:
+lvs-cluster-key is never published, and a .deb holding /etc/ha.d/authkeys is refused.
+Publishing a new spec version adds its packages beside the earlier ones (apt installs the
+highest; the earlier stay there to go back to). The directory is rebuilt in a staging
+directory and renamed into place, so a node never reads a Packages file that names a .deb
+not yet there.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from urllib.parse import urlsplit
 
 from debian import deb822
 
+from . import deb as debpkg
 from . import render
 from .errors import BuilderError
 from .model import Cluster
@@ -46,7 +49,9 @@ REPO_PORT = 8080
 READY = "ready:"
 INDEXES = ("Packages", "Packages.gz")
 ACCESS = ".lvs-builder-repo.json"
-PRIVATE = ("lvs-director_*.deb",)   # carries the cluster key: the directors' addresses only
+# The directors' own packages go to the directors' addresses only: lvs-director (their
+# configuration), and lvs-cluster-key, should someone copy it in by hand (build-repo never does).
+PRIVATE = ("lvs-director_*.deb", "lvs-cluster-key_*.deb")
 VALID_DAYS = 90                     # Release's Valid-Until: apt refuses a repository older than this
 
 
@@ -145,6 +150,11 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
         if fpr != expected:
             raise BuilderError(f"build-repo: --sign-key {sign_key}: {fpr} is not the spec's repository.key "
                                f"({expected}); the nodes would refuse the repository")
+    for deb in [*debs, *(out.glob("*.deb") if out.is_dir() else [])]:
+        if debpkg.carries_key_file(deb):
+            raise BuilderError(f"build-repo: {deb}: carries the cluster's heartbeat keys (/etc/ha.d/authkeys; an "
+                               "lvs-director of an lvs-builder before lvs-cluster-key, or lvs-cluster-key itself); "
+                               "a repository publishes none: take it out of the repository, then publish again")
     with staging(out) as tmp:
         root = tmp / "repo"
         root.mkdir()

@@ -48,7 +48,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Pat
     command loaded from there (the rendered file is the one a node runs)."""
     root = tmp_path_factory.mktemp("root")
     c, _ = spec.load(None)
-    for rel, f in render.render(c, Role.DIRECTOR, "0" * 64, epoch=deb.DEFAULT_EPOCH).items():
+    for rel, f in render.render(c, Role.DIRECTOR, epoch=deb.DEFAULT_EPOCH).items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(f.content)

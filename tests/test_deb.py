@@ -16,6 +16,7 @@ from builder.cli import cli
 from .conftest import keyed_data_home, need_tool, write_spec
 
 ROLES = ["director", "realserver"]
+PACKAGES = [*ROLES, "cluster-key"]  # build-deb director builds lvs-cluster-key beside it
 
 
 def build(out: Path, *args: str, env: dict[str, str] | None = None) -> list[Path]:
@@ -33,7 +34,7 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {p.name.split("_")[0].removeprefix("lvs-"): p for p in paths}
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", PACKAGES)
 def test_lintian_is_clean(debs: dict[str, Path], role: str) -> None:
     need_tool("lintian")
     proc = subprocess.run(["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0", debs[role]],
@@ -42,17 +43,18 @@ def test_lintian_is_clean(debs: dict[str, Path], role: str) -> None:
     assert proc.returncode == 0 and tags == [], proc.stdout
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", PACKAGES)
 def test_control_and_conffiles(debs: dict[str, Path], role: str) -> None:
     d = DebFile(str(debs[role]))
     control = d.debcontrol()
     assert control["Package"] == f"lvs-{role}"
-    assert control["Version"] == "1.0"
+    assert control["Version"] == ("1" if role == "cluster-key" else "1.0")  # the key file's serial
     assert control["Architecture"] == "all"
-    depends = [alt.strip() for alt in control["Depends"].split(",")]
-    assert "apache2 | httpd" in depends and "iproute2" in depends
+    depends = [alt.strip() for alt in control.get("Depends", "").split(",")]
+    assert ("apache2 | httpd" in depends and "iproute2" in depends) == (role != "cluster-key")
     if role == "director":
-        assert {"ipvsadm", "kmod"} <= set(depends)
+        # any version of the keys: lvs-cluster-key is never in the repository
+        assert {"ipvsadm", "kmod", "lvs-cluster-key"} <= set(depends)
         # configured before our preinst diverts a conffile of each
         assert control["Pre-Depends"] == "heartbeat, ldirectord"
     members = {m.name.removeprefix("./"): m for m in d.data.tgz().getmembers()}
@@ -60,8 +62,11 @@ def test_control_and_conffiles(debs: dict[str, Path], role: str) -> None:
     conffiles = (d.control.get_content("conffiles", encoding="utf-8") or "").split()
     assert sorted(conffiles) == etc_files
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
-    if role == "director":
+    assert ("etc/ha.d/authkeys" in members) == (role == "cluster-key")
+    if role == "cluster-key":
         assert members["etc/ha.d/authkeys"].mode == 0o600
+        assert control["Replaces"] == "lvs-director"  # authkeys moves out of an older lvs-director
+    if role == "director":
         assert members["etc/ha.d/resource.d/LVSSyncDaemonSwap"].mode == 0o755
 
 
@@ -85,7 +90,8 @@ def test_spec_version_names_the_package(tmp_path: Path, reference: dict[str, Any
     p = write_spec(tmp_path, reference)
     assert CliRunner().invoke(cli, ["keygen", "--spec", str(p)]).exit_code == 0
     paths = build(tmp_path / "out", "--spec", str(p))
-    assert [x.name for x in paths] == ["lvs-director_2.3_all.deb", "lvs-realserver_2.3_all.deb"]
+    assert [x.name for x in paths] == ["lvs-cluster-key_1_all.deb", "lvs-director_2.3_all.deb",
+                                       "lvs-realserver_2.3_all.deb"]
 
 
 def test_missing_tool_is_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import deb, render, spec
-from builder.model import Role
+from builder import authkey, deb, render, spec
+from builder.model import Extra, Role
 
 from .conftest import REPO, need_tool
 
@@ -22,9 +22,11 @@ def _shell_scripts(tmp_path: Path) -> list[Path]:
     """Every rendered file that starts with a shell shebang, maintainer scripts included."""
     c, _ = spec.load(None)
     out = []
-    for role in Role:
-        files = render.render(c, role, "0" * 64 if role is Role.DIRECTOR else None, epoch=deb.DEFAULT_EPOCH)
-        files.update({f"DEBIAN/{k}": v for k, v in render.render_control(c, role).items()})
+    ring = authkey.Ring(1, 1, ((1, "0" * 64),))
+    for role in [*Role, Extra.CLUSTER_KEY]:
+        key = ring if role is Extra.CLUSTER_KEY else None
+        files = render.render(c, role, key, epoch=deb.DEFAULT_EPOCH)
+        files.update({f"DEBIAN/{k}": v for k, v in render.render_control(c, role, key).items()})
         for rel, f in files.items():
             if f.content.startswith((b"#!/bin/sh", b"#!/bin/bash")):
                 p = tmp_path / role.value / rel

@@ -11,25 +11,27 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from builder import deb, model, render, spec
+from builder import authkey, deb, model, render, spec
 from builder.cli import cli
-from builder.model import Role
+from builder.model import Extra, Kind, Role
 
 from .conftest import GOLDEN, write_spec
 
 KEY = "0" * 64
+RING = authkey.Ring(1, 1, ((1, KEY),))
 
 
-def rendered(role: Role, data: dict[str, Any] | None = None) -> dict[str, render.FileSpec]:
+def rendered(role: Kind, data: dict[str, Any] | None = None, ring: authkey.Ring = RING) -> dict[str, render.FileSpec]:
     c, _ = model.load(data) if data is not None else spec.load(None)
-    files = render.render(c, role, KEY if role is Role.DIRECTOR else None, epoch=deb.DEFAULT_EPOCH)
-    for name, f in render.render_control(c, role).items():
+    key = ring if role is Extra.CLUSTER_KEY else None
+    files = render.render(c, role, key, epoch=deb.DEFAULT_EPOCH)
+    for name, f in render.render_control(c, role, key).items():
         files[f"DEBIAN/{name}"] = f
     return files
 
 
-@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
-def test_golden(role: Role, update_golden: bool) -> None:
+@pytest.mark.parametrize("role", [*Role, Extra.CLUSTER_KEY], ids=[*(r.value for r in Role), Extra.CLUSTER_KEY.value])
+def test_golden(role: Kind, update_golden: bool) -> None:
     files = rendered(role)
     base = GOLDEN / role.value
     if update_golden:
@@ -122,10 +124,23 @@ def test_ldirectord_cf_is_the_tutorials_line_for_line() -> None:
     assert body and all(line.startswith("\t") for line in body if line.strip())
 
 
-def test_authkeys_is_sha1_with_the_cluster_key_and_root_only() -> None:
-    f = rendered(Role.DIRECTOR)["etc/ha.d/authkeys"]
+def test_authkeys_is_sha1_with_the_cluster_key_and_root_only_and_in_lvs_cluster_key_alone() -> None:
+    f = rendered(Extra.CLUSTER_KEY)["etc/ha.d/authkeys"]
     assert _significant(f.content.decode()) == ["auth 1", f"1 sha1 {KEY}"]
     assert f.mode == 0o600
+    for role in Role:
+        assert not [p for p, g in rendered(role).items() if KEY.encode() in g.content], role
+
+
+def test_authkeys_in_a_rotation_lists_both_keys_and_signs_with_the_one_auth_names() -> None:
+    ring = RING.rotated(authkey.RotateStep.ADD, "1" * 64).rotated(authkey.RotateStep.SIGN)
+    files = rendered(Extra.CLUSTER_KEY, ring=ring)
+    authkeys = _significant(files["etc/ha.d/authkeys"].content.decode())
+    assert authkeys == ["auth 2", f"1 sha1 {KEY}", f"2 sha1 {'1' * 64}"]
+    record = files["usr/share/lvs-cluster-key/fingerprints"].content.decode()
+    assert KEY not in record and authkey.parse_record(record) == authkey.record_of(ring)
+    changelog = files["usr/share/doc/lvs-cluster-key/changelog.gz"].content
+    assert "lvs-cluster-key (3)" in gzip.decompress(changelog).decode()
 
 
 def test_realserver_pages_and_vip(reference: dict[str, Any]) -> None:
@@ -210,23 +225,27 @@ def test_render_dry_run_writes_nothing_then_write_then_diff(tmp_path: Path) -> N
     assert "-edited" in r.output and "+net.ipv4.conf.all.arp_ignore = 1" in r.output
 
 
-def test_render_director_reads_the_key_keygen_made_beside_the_spec(tmp_path: Path, reference: dict[str, Any]) -> None:
+def test_render_cluster_key_reads_the_key_keygen_made_beside_the_spec(tmp_path: Path,
+                                                                      reference: dict[str, Any]) -> None:
     p = write_spec(tmp_path, reference)
     out1, out2 = tmp_path / "a", tmp_path / "b"
-    r = CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)])
+    r = CliRunner().invoke(cli, ["render", "cluster-key", "--spec", str(p), "--out", str(out1)])
     key_file = tmp_path / "cluster.authkey"
     assert r.exit_code == 1
     assert r.output.startswith(
         f"error: {key_file}: no cluster key; create it once with: lvs-builder keygen --spec {p} ")
     assert not key_file.exists() and not out1.exists()
+    # The director's own files need no key: they render without one.
+    r = CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 0 and not (tmp_path / "d/etc/ha.d/authkeys").exists(), r.output
     assert CliRunner().invoke(cli, ["keygen", "--spec", str(p)]).exit_code == 0
-    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out1)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["render", "cluster-key", "--spec", str(p), "--out", str(out1)]).exit_code == 0
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    key = key_file.read_text().strip()
-    assert re.fullmatch(r"[0-9a-f]{64}", key)
-    assert CliRunner().invoke(cli, ["render", "director", "--spec", str(p), "--out", str(out2)]).exit_code == 0
+    ring = authkey.read(key_file)
+    assert re.fullmatch(r"[0-9a-f]{64}", ring.signing) and ring.serial == 1
+    assert CliRunner().invoke(cli, ["render", "cluster-key", "--spec", str(p), "--out", str(out2)]).exit_code == 0
     assert (out1 / "etc/ha.d/authkeys").read_bytes() == (out2 / "etc/ha.d/authkeys").read_bytes()
-    assert key in (out1 / "etc/ha.d/authkeys").read_text()
+    assert ring.signing in (out1 / "etc/ha.d/authkeys").read_text()
     assert stat.S_IMODE((out1 / "etc/ha.d/authkeys").stat().st_mode) == 0o600
 
 
@@ -234,7 +253,7 @@ def test_a_world_readable_key_is_refused(tmp_path: Path) -> None:
     key = tmp_path / "k"
     key.write_text("a" * 64 + "\n")
     key.chmod(0o644)
-    r = CliRunner().invoke(cli, ["render", "director", "--out", str(tmp_path / "o"), "--authkey-file", str(key)])
+    r = CliRunner().invoke(cli, ["render", "cluster-key", "--out", str(tmp_path / "o"), "--authkey-file", str(key)])
     assert r.exit_code == 1
     assert r.output == f"error: {key}: the cluster key is readable by others (mode 0644); chmod 600 {key}\n"
     assert not (tmp_path / "o").exists()

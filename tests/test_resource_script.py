@@ -18,7 +18,7 @@ from builder.model import Role
 
 def _script(tmp_path: Path, name: str = "LVSSyncDaemonSwap") -> Path:
     c, _ = spec.load(None)
-    f = render.render(c, Role.DIRECTOR, "0" * 64, epoch=deb.DEFAULT_EPOCH)[f"etc/ha.d/resource.d/{name}"]
+    f = render.render(c, Role.DIRECTOR, epoch=deb.DEFAULT_EPOCH)[f"etc/ha.d/resource.d/{name}"]
     p = tmp_path / name
     p.write_bytes(f.content)
     p.chmod(f.mode)

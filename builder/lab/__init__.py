@@ -13,7 +13,8 @@ One concern a module:
 - traffic: the clients' logs, served again, the scheduler's spread; download: the long
   download across a failover;
 - checks: the tutorial's functional checks, convergence, the degraded state;
-- scenario: one scenario from healthy to healthy; upgrade: the rolling upgrade;
+- scenario: one scenario from healthy to healthy; upgrade: the rolling upgrade; rotation: the
+  key rotation after it;
 - report: the rows and the table; runner: all of it, torn down on every exit.
 
 Times are reported, never asserted: under software emulation they are inflated."""
@@ -27,8 +28,9 @@ from .report import COLUMNS, Report, Row
 from .runner import run_lab
 from .stack import cluster_check_module, seen_in_journal
 from .traffic import TRANSFER_LINES, TRANSFER_RATE, Answer, fits_scheduler, read_answers, served_again, transfer_content
+from .upgrade import Rollout
 
 __all__ = ["After", "BOOT_TIMEOUT", "COLUMNS", "DEFAULT_SCENARIO_KEYS", "FIRMWARE_STALL", "SCENARIOS", "SCENARIO_KEYS",
-           "TRANSFER_LINES", "TRANSFER_RATE", "Answer", "BuilderError", "Lab", "LabNode", "Report", "Row",
+           "TRANSFER_LINES", "TRANSFER_RATE", "Answer", "BuilderError", "Lab", "LabNode", "Report", "Rollout", "Row",
            "Scenario", "client_address", "cluster_check_module", "fits_scheduler", "read_answers", "run_lab",
            "seen_in_journal", "served_again", "transfer_content"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import BuilderError
 from ..model import Cluster, Role
 from ..run import require
-from . import checks, upgrade
+from . import checks, rotation, upgrade
 from .cluster import Lab
 from .faults import TIMED
 from .plan import Scenario
@@ -40,8 +40,7 @@ def late_heartbeats(lab: Lab, faulty: list[tuple[float, float]]) -> dict[str, in
     return out
 
 
-def run(lab: Lab, scenarios: list[Scenario], report: Report,
-        upgrade_to: tuple[Path, Cluster] | None = None) -> None:
+def run(lab: Lab, scenarios: list[Scenario], report: Report, rollout: upgrade.Rollout | None = None) -> None:
     report.boot_s = lab.boot()
     active = checks.functional_checks(lab, report)
     if active is None:
@@ -61,8 +60,11 @@ def run(lab: Lab, scenarios: list[Scenario], report: Report,
             return
         active = holder
     report.late_heartbeat_ms = late_heartbeats(lab, faulty)
-    if upgrade_to is not None:
-        upgrade.upgrade(lab, report, *upgrade_to, active)
+    if rollout is not None:
+        upgrade.upgrade(lab, report, rollout.repo, rollout.new, active)
+        holder = checks.vip_holder(lab)
+        if rollout.rotation and report.error is None and holder is not None:
+            rotation.rotate(lab, report, list(rollout.rotation), holder)
 
 
 @contextlib.contextmanager
@@ -81,7 +83,7 @@ def interrupts_as_errors() -> Iterator[None]:
 
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
             progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
-            peer: bool = False, upgrade_to: tuple[Path, Cluster] | None = None) -> Report:
+            peer: bool = False, rollout: upgrade.Rollout | None = None) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2"),
                       ("bridge", "iproute2")):
         require(tool, pkg)
@@ -95,7 +97,7 @@ def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios
     with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree) as lab:
         report.vips = [s.label for s in lab.services]
         try:
-            run(lab, scenarios, report, upgrade_to)
+            run(lab, scenarios, report, rollout)
         except BuilderError as e:
             report.error = str(e)
         except Exception as e:  # noqa: BLE001 - a bug of ours still ends in a report, with its traceback

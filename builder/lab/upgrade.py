@@ -8,8 +8,10 @@ import functools
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..authkey import RotateStep
 from ..errors import BuilderError
 from ..model import Cluster
 from ..render import sources_name
@@ -25,6 +27,15 @@ from .report import Report, Row
 MAINTENANCE_DIR = "/var/lib/lvs-director/maintenance"   # ldirectord's maintenancedir
 UPGRADE_STEP_TIMEOUT = 300
 POLL = 1.0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What `lab --upgrade` rolls out: the repository with the next version, that version's
+    cluster, and the lvs-cluster-key packages of a key rotation (one per step)."""
+    repo: Path
+    new: Cluster
+    rotation: tuple[tuple[RotateStep, Path], ...] = ()
 
 
 def apt_only(sources: str) -> str:

@@ -1,0 +1,116 @@
+"""lab --upgrade, after the upgrade: the documented key rotation (README, 'The cluster key'),
+one lvs-cluster-key version per step installed on both directors out of band (copied through
+the guest agent, as an admin would scp it; never through the repository), the clients
+requesting every VIP throughout. One report row per step, and one for the end: both directors
+on the new key alone, heartbeat never restarted and each seeing the other."""
+
+from __future__ import annotations
+
+import base64
+import functools
+from pathlib import Path
+
+from ..authkey import RotateStep
+from ..deb import KEY_RECORD
+from ..model import Extra
+from . import upgrade
+from .cluster import Lab, LabNode
+from .report import Report, Row
+
+PACKAGE = Extra.CLUSTER_KEY.package
+# heartbeat's SIGHUP reread logs this line (heartbeat.c, hb_signal_reread_config_action).
+REREAD = "Rereading authentication file"
+TITLES = {
+    RotateStep.ADD: "a new key beside the old one (accepted; the old one still signs)",
+    RotateStep.SIGN: "the new key signs (the old one still accepted)",
+    RotateStep.DROP: "the old key dropped",
+}
+# Upstream waits 500 heartbeat intervals between `sign` and `drop`, so that no retransmission
+# of a message signed with the old key is asked for after it is gone. On the lab's lossless
+# bridge none is; the lab waits a little, and the README says what a site waits.
+SETTLE_S = 10.0
+
+
+def install(lab: Lab, d: LabNode, deb: Path) -> list[str]:
+    """dpkg -i the package on a director, copied in through its guest agent; the director's
+    heartbeat rereads authkeys (the package's postinst)."""
+    data = base64.b64encode(deb.read_bytes()).decode()
+    target = f"/root/{deb.name}"
+    r = lab.sh(d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
+                  f"dpkg -i {target} 2>&1; echo \"exit $?\"; rm -f {target}; "
+                  f"dpkg-query -W -f '${{Version}}\\n' {PACKAGE}", timeout=upgrade.UPGRADE_STEP_TIMEOUT)
+    if r is None:
+        return [f"{d.name}: no answer from its guest agent"]
+    with (lab.workdir / f"rotation-{d.name}.log").open("a") as log:
+        log.write(r.stdout + r.stderr)
+    lines = r.stdout.strip().splitlines()
+    version = deb.name.split("_")[1]
+    if "exit 0" not in lines[-2:-1]:
+        return [f"{d.name}: dpkg -i {deb.name} failed (see {lab.workdir}/rotation-{d.name}.log)"]
+    if lines[-1] != version:
+        return [f"{d.name}: {PACKAGE} is at {lines[-1]} after dpkg -i, not {version}"]
+    return []
+
+
+def on_both(lab: Lab, deb: Path, settle: float) -> list[str]:
+    lab.sleep(settle)
+    return [p for d in lab.directors for p in install(lab, d, deb)]
+
+
+def main_pid(lab: Lab, d: LabNode) -> str | None:
+    r = lab.sh(d, "systemctl show -p MainPID --value heartbeat.service")
+    return r.stdout.strip() if r is not None and r.exitcode == 0 else None
+
+
+def rotated(lab: Lab, last: Path, pids: dict[str, str | None], steps: int, since: float) -> Row:
+    """Both directors on the last package's keys alone (its record, and authkeys as it
+    shipped), heartbeat's main process the one from before the rotation, its log naming a
+    reread per step, and heartbeat's own status: each sees the other active, more than a
+    deadtime after the old key went (a peer it could not authenticate would be dead by then)."""
+    deadtime = lab.cluster.heartbeat.timing.deadtime
+    lab.sleep(max(0.0, since + deadtime + 2 - lab.now()))
+    version = last.name.split("_")[1]
+    problems = []
+    for d in lab.directors:
+        peer = next(o for o in lab.directors if o is not d)
+        r = lab.sh(d, f"dpkg-query -W -f '${{Version}}\\n' {PACKAGE}; dpkg --verify {PACKAGE} && echo verified; "
+                      f"grep -v '^#' /{KEY_RECORD}; "
+                      f"echo reread=$(journalctl -b -q -o cat -u heartbeat.service | grep -c '{REREAD}'); "
+                      f"echo peer=$(cl_status nodestatus {peer.node.name})")
+        if r is None:
+            problems.append(f"{d.name}: no answer from its guest agent")
+            continue
+        out = r.stdout.split()
+        if not out or out[0] != version or "verified" not in out:
+            problems.append(f"{d.name}: {PACKAGE} {out[0] if out else '?'}, authkeys "
+                            + ("as shipped" if "verified" in out else "not as the package shipped it"))
+        keys = [ln for ln in r.stdout.splitlines() if ln[:1].isdigit()]
+        if len(keys) != 1:
+            problems.append(f"{d.name}: authkeys lists {len(keys)} keys, not the new one alone")
+        reread = next((int(w.split("=")[1]) for w in out if w.startswith("reread=") and w[7:].isdigit()), 0)
+        if reread < steps:
+            problems.append(f"{d.name}: heartbeat logged {reread} rereads of authkeys, not {steps}")
+        if "peer=active" not in out:
+            problems.append(f"{d.name}: heartbeat says {peer.node.name} is "
+                            f"{next((w[5:] for w in out if w.startswith('peer=')), '?')}, not active")
+        if main_pid(lab, d) != pids[d.name]:
+            problems.append(f"{d.name}: heartbeat restarted during the rotation (main PID {pids[d.name]} -> "
+                            f"{main_pid(lab, d)})")
+    return Row("upgrade", "k-end", "both directors on the new key alone; heartbeat never restarted, "
+                                   "each sees the other active", not problems,
+               "; ".join(problems) or f"{PACKAGE} {version} on both; {steps} rereads of authkeys, "
+                                      "no restart; each sees the other active")
+
+
+def rotate(lab: Lab, report: Report, rotation: list[tuple[RotateStep, Path]], active: LabNode) -> None:
+    """Each step on both directors, the cluster healthy and the clients served between."""
+    pids = {d.name: main_pid(lab, d) for d in lab.directors}
+    for i, (step, deb) in enumerate(rotation):
+        version = deb.name.split("_")[1]
+        settle = SETTLE_S if step is RotateStep.DROP else 0.0
+        title = (f"key rotation, {step.value}: {PACKAGE} {version} (dpkg -i, out of band) on both directors, "
+                 f"heartbeat rereads authkeys: {TITLES[step]}")
+        if not upgrade.step(lab, report, f"k{i + 1}", title, functools.partial(on_both, lab, deb, settle), active):
+            report.error = f"key rotation step k{i + 1} left the cluster unhealthy; the remaining steps did not run"
+            return
+    report.rows.append(rotated(lab, rotation[-1][1], pids, len(rotation), lab.now()))
