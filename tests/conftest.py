@@ -122,9 +122,9 @@ def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
         assert r.exit_code == 0, r.output
         assert f"built {out}/lvs-{role}-trixie.qcow2" in r.stdout
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
-        "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2", "lvs-director-trixie.vmlinuz",
-        "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd", "lvs-realserver-trixie.qcow2",
-        "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
+        "lvs-cluster-key_1_all.deb", "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2",
+        "lvs-director-trixie.vmlinuz", "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd",
+        "lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
     return BuiltImages(out, data_home)
 
 

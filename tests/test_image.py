@@ -145,6 +145,8 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
             echo heartbeat=$(systemctl is-enabled heartbeat.service)
             echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
             echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
+            echo keyowner=$(dpkg-query -S /etc/ha.d/authkeys | cut -d: -f1)
+            echo keydebs=$(find / -xdev -name 'lvs-cluster-key*.deb' | wc -l)
             echo hafiles=$(cd /etc/ha.d && ls ha.cf haresources ldirectord.cf resource.d/LVSSyncDaemonSwap | wc -l)
             echo harc=$(readlink /etc/ha.d/harc)
             echo diverted=$(cd /etc/ha.d && ls ldirectord.cf.lvs-director-orig harc.lvs-director-orig | wc -l)
@@ -161,6 +163,8 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
         assert f["neigh"] == "1000 1 500"  # eth0's, from the same drop-in
         assert (f["heartbeat"], f["ldirectord"]) == ("enabled", "enabled")
         assert f["authkeys"] == "600 root:root"
+        # the keys are lvs-cluster-key's, installed with the image; no copy of the package stays in it
+        assert (f["keyowner"], f["keydebs"]) == ("lvs-cluster-key", "0")
         assert f["hafiles"] == "4"
         # heartbeat's and ldirectord's diverted conffiles are where the diversions say (installed in
         # one apt transaction, as an operator does: Pre-Depends configure them before our preinst)
@@ -222,7 +226,8 @@ def test_a_failed_build_names_its_step_and_leaves_no_image(images: Path, tmp_pat
     out = tmp_path / "out"
     wrong_deb = images / "lvs-realserver_1.0_all.deb"  # the director element refuses it
     with pytest.raises(ToolError) as err:
-        image.build(cluster, Role.DIRECTOR, wrong_deb, out, image.ImageFormat.QCOW2)
+        image.build(cluster, Role.DIRECTOR, wrong_deb, out, image.ImageFormat.QCOW2,
+                    extra=[images / "lvs-cluster-key_1_all.deb"])
     assert err.value.cmd.startswith("disk-image-create (failed in extra-data.d/50-lvs-director-deb; full log: ")
     assert "is not an lvs-director package" in err.value.tail
     assert [p.name for p in out.iterdir()] == ["lvs-director-trixie.qcow2.log"]

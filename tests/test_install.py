@@ -45,19 +45,24 @@ def chroot(request: pytest.FixtureRequest, tmp_path: Path) -> Chroot:
 
 
 def _depends(deb: Path) -> list[str]:
-    """The package's Pre-Depends and Depends, first alternative of each: what apt would pull in."""
+    """The package's Pre-Depends and Depends, first alternative of each: what apt would pull in
+    from the archive (lvs-cluster-key is ours, installed beside lvs-director)."""
     control = DebFile(str(deb)).debcontrol()
     fields = [control[f] for f in ("Pre-Depends", "Depends") if f in control]
-    return [d.split("|")[0].strip() for field in fields for d in field.split(",")]
+    return [d.split("|")[0].strip() for field in fields for d in field.split(",")
+            if d.strip() != "lvs-cluster-key"]
 
 
-def _install_deps_then(ch: Chroot, deb: Path) -> tuple[dict[str, str], str]:
-    """Install the package's dependencies alone (the 'before' system), then the package itself."""
+def _install_deps_then(ch: Chroot, deb: Path, *beside: Path) -> tuple[dict[str, str], str]:
+    """Install the package's dependencies alone (the 'before' system), then the package itself
+    with the packages of ours it needs (`beside`), as the README says: apt install ./a.deb ./b.deb."""
     ch.apt("install " + " ".join(_depends(deb)))
     before = ch.snapshot()
-    shutil.copy(deb, ch.root / "tmp" / deb.name)
-    log = ch.apt(f"install /tmp/{deb.name}")
-    (ch.root / "tmp" / deb.name).unlink()
+    for d in (*beside, deb):
+        shutil.copy(d, ch.root / "tmp" / d.name)
+    log = ch.apt("install " + " ".join(f"/tmp/{d.name}" for d in (*beside, deb)))
+    for d in (*beside, deb):
+        (ch.root / "tmp" / d.name).unlink()
     return before, log
 
 
@@ -121,9 +126,9 @@ def _vip_hooks_act(ch: Chroot) -> None:
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
 def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
     ch = chroot
-    before, _ = _install_deps_then(ch, debs["lvs-director"])
+    before, _ = _install_deps_then(ch, debs["lvs-director"], debs["lvs-cluster-key"])
     assert _status(ch, "lvs-director") == "install ok installed"
-    for pkg in ("heartbeat", "ldirectord", "ipvsadm"):
+    for pkg in ("heartbeat", "ldirectord", "ipvsadm", "lvs-cluster-key"):
         assert _status(ch, pkg) == "install ok installed"
     ha = ch.root / "etc/ha.d"
     # Our ldirectord.cf displaces ldirectord's dummy, which is diverted, not edited.
@@ -171,14 +176,15 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, never touched
     assert not (ch.root / "usr/share/lvs-director").exists()
 
-    ch.apt("purge lvs-director")
+    ch.apt("purge lvs-director lvs-cluster-key")
     _assert_purged_like_before(ch, before, "lvs-director")
+    assert not (ha / "authkeys").exists()
 
 
 def _old_status_hook_deb(where: Path) -> Path:
     """lvs-director as an earlier lvs-builder built it, reduced to what this upgrade concerns:
     heartbeat's rc.d/status diverted and linked to its own rc.d/status.lvs-director, a conffile
-    (maintainer scripts as 8834c68 rendered them)."""
+    (maintainer scripts as 8834c68 rendered them), and the cluster key in its own authkeys."""
     root = where / "old"
     scripts = {
         "preinst": 'case "$1" in install|upgrade) dpkg-divert --package lvs-director --add --rename '
@@ -194,7 +200,9 @@ def _old_status_hook_deb(where: Path) -> Path:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(f"#!/bin/sh\nset -e\n{body}\n")
         f.chmod(0o755)
-    (root / "DEBIAN/conffiles").write_text("/etc/ha.d/rc.d/status.lvs-director\n")
+    (root / "etc/ha.d/authkeys").write_text("auth 1\n1 sha1 " + "0" * 64 + "\n")
+    (root / "etc/ha.d/authkeys").chmod(0o600)
+    (root / "DEBIAN/conffiles").write_text("/etc/ha.d/rc.d/status.lvs-director\n/etc/ha.d/authkeys\n")
     (root / "DEBIAN/control").write_text(
         "Package: lvs-director\nVersion: 0.9\nArchitecture: all\nMaintainer: lvs-builder tests <root@localhost>\n"
         "Pre-Depends: heartbeat\nDescription: lvs-director as an earlier lvs-builder built it (test)\n")
@@ -207,18 +215,21 @@ def _old_status_hook_deb(where: Path) -> Path:
 def test_director_upgrade_gives_heartbeat_its_status_back(chroot: Chroot, debs: dict[str, Path],
                                                          tmp_path: Path) -> None:
     """Upgrading from an lvs-director that hooked heartbeat's rc.d/status (the hook is in harc
-    now): heartbeat's file is back, not diverted, and the old hook, an obsolete conffile, is gone."""
+    now) and carried the cluster key: heartbeat's file is back, not diverted, the old hook, an
+    obsolete conffile, is gone, and authkeys is lvs-cluster-key's now (no file conflict)."""
     ch = chroot
     ch.apt("install " + " ".join(_depends(debs["lvs-director"])))
     rc = ch.root / "etc/ha.d/rc.d"
     heartbeats = (rc / "status").read_bytes()
-    for deb in (_old_status_hook_deb(tmp_path), debs["lvs-director"]):
+    for deb in (_old_status_hook_deb(tmp_path), debs["lvs-director"], debs["lvs-cluster-key"]):
         shutil.copy(deb, ch.root / "tmp" / deb.name)
     ch.sh("dpkg -i /tmp/lvs-director_0.9_all.deb")
     assert os.readlink(rc / "status") == "status.lvs-director"  # the old package's state, as it was
     assert "/etc/ha.d/rc.d/status" in ch.sh("dpkg-divert --list").stdout
-    ch.apt(f"install /tmp/{debs['lvs-director'].name}")
+    ch.apt(f"install /tmp/{debs['lvs-cluster-key'].name} /tmp/{debs['lvs-director'].name}")
     assert _status(ch, "lvs-director") == "install ok installed"
+    assert ch.sh("dpkg-query -S /etc/ha.d/authkeys").stdout.strip() == "lvs-cluster-key: /etc/ha.d/authkeys"
+    assert "0" * 64 not in (ch.root / "etc/ha.d/authkeys").read_text()
     assert not (rc / "status").is_symlink() and (rc / "status").read_bytes() == heartbeats
     assert "rc.d/status" not in ch.sh("dpkg-divert --list").stdout
     assert sorted(p.name for p in rc.iterdir() if p.name.startswith("status")) == ["status"]

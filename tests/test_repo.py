@@ -9,6 +9,7 @@ import email.utils
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from builder import authkey, deb, spec
 from builder.cli import cli
 from builder.deb import lintian
-from builder.model import Role
+from builder.model import Extra, Role
 from debian import deb822
 
 from .conftest import http_status, need_tool, write_spec
@@ -325,8 +326,17 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
     # What lvs-director needs from Debian's archive, first, over the machine's network; the rest
     # happens in a namespace of the test's own where only the repository is reachable (apt reads
     # only its entry there: the nodes of a cluster need no more).
-    needs = [alt.split(" | ")[0] for alt in (*deb.PRE_DEPENDS[Role.DIRECTOR], *deb.DEPENDS[Role.DIRECTOR])]
+    needs = [alt.split(" | ")[0] for alt in (*deb.PRE_DEPENDS[Role.DIRECTOR], *deb.DEPENDS[Role.DIRECTOR])
+             if alt != Extra.CLUSTER_KEY.package]
     ch.apt("install --no-install-recommends " + " ".join(needs))
+    # The cluster's keys: never in the repository; out of band (the image does it so).
+    keys = tmp_path / "keys"
+    r = CliRunner().invoke(cli, ["build-deb", "cluster-key", "--spec", str(v1), "--authkey-file", str(key),
+                                 "--out", str(keys)])
+    assert r.exit_code == 0, r.output
+    assert not list(repo.glob("lvs-cluster-key_*"))
+    shutil.copy(keys / "lvs-cluster-key_1_all.deb", ch.root / "tmp")
+    ch.sh("dpkg -i /tmp/lvs-cluster-key_1_all.deb")
     entry = "/etc/apt/sources.list.d/lvs-reference.sources"
     only_ours = f"-o Dir::Etc::SourceList={entry} -o Dir::Etc::SourceParts=-"
     # The first install's bootstrap: the entry from the repository, put in place by hand.
