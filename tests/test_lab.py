@@ -48,6 +48,7 @@ def children(pid: int) -> list[int]:
 
 
 UPGRADE_KEYS = ["u0", "u1", "u2", "u3", "u4", "u5", "u-end"]
+ROTATION_KEYS = ["k1", "k2", "k3", "k-end"]  # the key rotation, after the upgrade
 # CI's lab: every kind of fault once, on each kind of target (a real server, all of them, the
 # active director both ways, and the faults that break HA pairs), within CI's time. The
 # tutorial's combined failures (3-*, 5-*) and one real server's power loss (1; the PXE lab's
@@ -72,13 +73,18 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     report = json.loads(stdout)
     assert report["ok"] is True and report["error"] is None
     rows = {r["key"]: r for r in report["rows"]}
-    assert list(rows) == ["a", "b", "c", "d", "e", "f", *keys, *UPGRADE_KEYS]
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *keys, *UPGRADE_KEYS, *ROTATION_KEYS]
     assert all(r["ok"] for r in rows.values())
-    # The rolling upgrade: every step served every request (the client's 3 s connect timeout
-    # and 5 s read timeout), and ended with all nodes at 1.1, heartbeat running the new ha.cf.
-    for key in UPGRADE_KEYS[:-1]:
+    # The rolling upgrade and the key rotation: every step served every request (the client's
+    # 3 s connect timeout and 5 s read timeout); the upgrade ended with all nodes at 1.1,
+    # heartbeat running the new ha.cf, the rotation with both directors on the new key alone,
+    # heartbeat never restarted and each seeing the other (heartbeat's own cl_status).
+    for key in [*UPGRADE_KEYS[:-1], *ROTATION_KEYS[:-1]]:
         assert rows[key]["sent"] > 0 and rows[key]["failed"] == 0, rows[key]
     assert rows["u-end"]["detail"] == "4 nodes at 1.1; warntime 2 and ldirectord reloaded on both"
+    assert rows["k-end"]["detail"] == ("lvs-cluster-key 4 on both; 3 rereads of authkeys, no restart; "
+                                       "each sees the other active")
+    assert rows["k1"]["vip_at_end"] == rows["k3"]["vip_at_end"] == rows[UPGRADE_KEYS[-2]]["vip_at_end"]  # no VIP moved
     assert rows["u2"]["vip_at_end"] != rows["u1"]["vip_at_end"]  # the handover moved the VIP
     plan = {sc.key: sc for sc in lab.SCENARIOS}
     for key in keys:

@@ -75,7 +75,7 @@ def rotated(lab: Lab, last: Path, pids: dict[str, str | None], steps: int, since
         peer = next(o for o in lab.directors if o is not d)
         r = lab.sh(d, f"dpkg-query -W -f '${{Version}}\\n' {PACKAGE}; dpkg --verify {PACKAGE} && echo verified; "
                       f"grep -v '^#' /{KEY_RECORD}; "
-                      f"echo reread=$(journalctl -b -q -o cat -u heartbeat.service | grep -c '{REREAD}'); "
+                      f"echo reread=$(journalctl -b -q -o cat | grep -c '{REREAD}'); "
                       f"echo peer=$(cl_status nodestatus {peer.node.name})")
         if r is None:
             problems.append(f"{d.name}: no answer from its guest agent")
