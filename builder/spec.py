@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import model
+from . import loading, model
 from .errors import Problem, SpecError
 
 REFERENCE_NAME = "reference.yaml"
@@ -100,7 +100,7 @@ def parse(text: str) -> Any:
 
 
 def load_source(source: Source, *, allow_weak_auth: bool = False) -> tuple[model.Cluster, list[Problem]]:
-    return model.load(parse(source.text), allow_weak_auth=allow_weak_auth)
+    return loading.load(parse(source.text), allow_weak_auth=allow_weak_auth)
 
 
 def load(path: Path | None, *, allow_weak_auth: bool = False) -> tuple[model.Cluster, list[Problem]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from builder import model, spec
+from builder import loading, spec
 from builder.lab import SCENARIOS, checks
 from builder.lab.plan import After, Kind
 from builder.lab.report import Report
@@ -30,7 +30,7 @@ def two_vips(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def fake(data: dict[str, Any] | None = None, broken: str = "") -> FakeLab:
-    cluster = model.load(data)[0] if data is not None else spec.load(None)[0]
+    cluster = loading.load(data)[0] if data is not None else spec.load(None)[0]
     return FakeLab(cluster, broken)
 
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder import model, spec
+from builder import loading, model, spec
 from builder.errors import SpecError
 from builder.model import CheckType, Forwarding, MediaType, Protocol, Release, Scheduler
 
@@ -42,7 +42,7 @@ def test_reference_is_the_tutorial_cluster() -> None:
 
 def test_round_trip_model_to_yaml_to_model() -> None:
     c, _ = spec.load(None)
-    again, _ = model.load(yaml.safe_load(yaml.safe_dump(model.to_data(c))))
+    again, _ = loading.load(yaml.safe_load(yaml.safe_dump(model.to_data(c))))
     assert again == c
 
 
@@ -55,7 +55,7 @@ def test_defaults_fill_a_minimal_spec() -> None:
                               "check": {"type": "connect"}}],
         "heartbeat": {"media": [{"type": "ucast"}]},
     }
-    c, warnings = model.load(minimal)
+    c, warnings = loading.load(minimal)
     assert warnings == []
     assert c.virtual_services[0].scheduler is Scheduler.WLC  # ldirectord's own default
     assert c.reals_of(c.virtual_services[0])[0][1] == 443
@@ -66,7 +66,7 @@ def test_unquoted_mac_and_on_off_survive_yaml() -> None:
     text = text.replace("type: negotiate", "type: on")
     data = spec.parse(text)
     assert data["directors"][0]["mac"] == "52:54:00:00:01:03"
-    c, _ = model.load(data)
+    c, _ = loading.load(data)
     assert c.virtual_services[0].check.type is CheckType.ON
 
 
@@ -118,6 +118,6 @@ def mutated(draw: st.DrawFn) -> Any:
 @given(mutated())
 def test_random_mutations_never_traceback(data: Any) -> None:
     try:
-        model.load(data)
+        loading.load(data)
     except SpecError as e:
         assert e.problems and all(str(p) for p in e.problems)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from builder import authkey, deb, model, render, spec
+from builder import authkey, deb, loading, render, spec
 from builder.cli import cli
 from builder.model import Extra, Kind, Role
 
@@ -22,7 +22,7 @@ RING = authkey.Ring(1, 1, ((1, KEY),))
 
 
 def rendered(role: Kind, data: dict[str, Any] | None = None, ring: authkey.Ring = RING) -> dict[str, render.FileSpec]:
-    c, _ = model.load(data) if data is not None else spec.load(None)
+    c, _ = loading.load(data) if data is not None else spec.load(None)
     key = ring if role is Extra.CLUSTER_KEY else None
     files = render.render(c, role, key, epoch=deb.DEFAULT_EPOCH)
     for name, f in render.render_control(c, role, key).items():

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from builder import model
+from builder import loading, model
 from builder.cli import cli
 from builder.errors import SpecError
 
@@ -151,7 +151,7 @@ def test_bad_spec_gives_exact_line(reference: dict[str, Any], mutations: dict[st
     for path, value in mutations.items():
         apply(reference, path, value)
     with pytest.raises(SpecError) as err:
-        model.load(reference)
+        loading.load(reference)
     assert expected in [str(p) for p in err.value.problems]
 
 
@@ -199,7 +199,7 @@ def test_cli_reports_every_problem_and_writes_nothing(tmp_path: Path, reference:
 
 def test_missing_fallback_is_a_warning_not_an_error(reference: dict[str, Any]) -> None:
     del reference["virtual_services"][0]["fallback"]
-    _, warnings = model.load(reference)
+    _, warnings = loading.load(reference)
     assert [str(w) for w in warnings] == [
         f"{S}.fallback: none: with every real server down nothing answers "
         "(the tutorial's fallback is 127.0.0.1:80 gate)"]
@@ -207,21 +207,21 @@ def test_missing_fallback_is_a_warning_not_an_error(reference: dict[str, Any]) -
 
 def test_weak_auth_with_opt_in_warns(reference: dict[str, Any]) -> None:
     reference["heartbeat"]["auth"] = "md5"
-    cluster, warnings = model.load(reference, allow_weak_auth=True)
+    cluster, warnings = loading.load(reference, allow_weak_auth=True)
     assert cluster.heartbeat.auth is model.AuthMethod.MD5
     assert any(w.path == "heartbeat.auth" for w in warnings)
 
 
 def test_a_node_without_a_mac_warns_and_cannot_be_pxe_rolled_out(reference: dict[str, Any]) -> None:
     del reference["real_servers"][1]["mac"]
-    cluster, warnings = model.load(reference)
+    cluster, warnings = loading.load(reference)
     assert [str(w) for w in warnings] == [
         "provisioning: no MAC for webserver2: build-pxe refuses until every node has one"]
     assert [str(p) for p in model.pxe_problems(cluster)] == [
         "real_servers[1].mac: webserver2 has no MAC, so no PXE entry can name it: add its MAC, or roll it out "
         "from a disk image"]
     del reference["provisioning"]
-    cluster, _ = model.load(reference)
+    cluster, _ = loading.load(reference)
     assert [p.path for p in model.pxe_problems(cluster)] == ["provisioning", "real_servers[1].mac"]
 
 
@@ -230,7 +230,7 @@ def test_an_unsigned_repository_is_a_warning_and_ships_a_trusted_entry(reference
     from builder.model import Extra, Role
 
     reference["repository"] = {"url": "http://192.168.1.10:8080/"}
-    cluster, warnings = model.load(reference)
+    cluster, warnings = loading.load(reference)
     assert [str(w) for w in warnings] == [
         "repository.key: absent: the nodes' sources entry says 'Trusted: yes' and apt installs whatever that URL "
         "serves; give the signing key's public half"]
@@ -239,5 +239,5 @@ def test_an_unsigned_repository_is_a_warning_and_ships_a_trusted_entry(reference
     assert not [p for p in render.render(cluster, Role.REALSERVER, None, epoch=0) if p.startswith("etc/apt/")]
     assert "\nURIs: http://192.168.1.10:8080/\nSuites: ./\nTrusted: yes\n" in entry
     del reference["repository"]
-    cluster, _ = model.load(reference)
+    cluster, _ = loading.load(reference)
     assert not [p for p in render.render(cluster, Extra.APT_SOURCE, None, epoch=0) if p.startswith("etc/apt/")]

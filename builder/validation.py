@@ -1,0 +1,377 @@
+"""Cross-checks of a loaded spec: mistakes that today surface only at daemon start or in
+production. Each is one Problem naming its path in the spec (`virtual_services[0].scheduler`);
+warnings are returned, errors collected.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from .errors import Problem
+from .model import (
+    AuthMethod,
+    CheckType,
+    Cluster,
+    DhcpMode,
+    Forwarding,
+    MediaType,
+    Protocol,
+    Provisioning,
+    RealRef,
+    VirtualService,
+)
+
+
+class Collector:
+    """Every problem found, each with its path in the spec."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_SERIAL_RE = re.compile(r"^/dev/tty[A-Za-z0-9]+$")
+_FACILITY_RE = re.compile(r"^(local[0-7]|daemon|user|syslog|auth|authpriv|none|/\S+)$")
+MAX_TIMING_S = 3600  # heartbeat timings: anything longer is a typo, and * 1000 must stay finite
+_CHECK_SERVICES = (
+    "dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "mysql", "nntp",
+    "none", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp", "sip", "smtp", "submission",
+)
+
+
+def _port(c: Collector, path: str, port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        c.add(path, f"{port} is not a port (1-65535)")
+
+
+def _positive(c: Collector, path: str, value: int | float | None) -> None:
+    if value is not None and value <= 0:
+        c.add(path, f"must be greater than 0, got {value:g}")
+
+
+def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem]:
+    warnings: list[Problem] = []
+
+    if not _NAME_RE.match(m.name):
+        c.add("name", f"{m.name!r} is not a valid cluster name (lower-case letters, digits, '-')")
+
+    v = m.package.version
+    if not re.match(r"^[0-9][A-Za-z0-9.+~]*$", v):
+        c.add("package.version", f"{v!r} is not a Debian native version (digits first, then [A-Za-z0-9.+~])")
+
+    if not re.match(r"^[^<>]*[^<>\s] <[^@<>\s]+@[^@<>\s]+\.[^@<>\s]+>$", m.package.maintainer):
+        c.add("package.maintainer", f"{m.package.maintainer!r} is not 'Full Name <address@domain>'")
+
+    if not _IFACE_RE.match(m.network.interface):
+        c.add("network.interface", f"{m.network.interface!r} is not an interface name")
+    if not 8 <= m.network.prefix <= 30:
+        c.add("network.prefix", f"/{m.network.prefix} leaves no room for a cluster (8-30)")
+        return warnings  # every address check below needs the subnet
+
+    # Directors: heartbeat v1 resources are active/passive between exactly two nodes.
+    if len(m.directors) != 2:
+        c.add("directors", f"exactly two directors are needed (heartbeat active/passive), got {len(m.directors)}")
+    if not m.real_servers:
+        c.add("real_servers", "at least one real server is needed")
+
+    owners: dict[IPv4Address, str] = {}
+    names: dict[str, str] = {}
+    macs: dict[str, str] = {}
+    for group in ("directors", "real_servers"):
+        for i, node in enumerate(getattr(m, group)):
+            p = f"{group}[{i}]"
+            if not _NAME_RE.match(node.name):
+                c.add(f"{p}.name", f"{node.name!r} is not a valid host name (lower-case letters, digits, '-')")
+            elif node.name in names:
+                c.add(f"{p}.name", f"{node.name!r} is already the name of {names[node.name]}")
+            else:
+                names[node.name] = p
+            if node.address in owners:
+                c.add(f"{p}.address", f"{node.address} is already the address of {owners[node.address]}")
+            else:
+                owners[node.address] = p
+            if node.mac is not None:
+                mac = node.mac.lower()
+                if not _MAC_RE.match(mac):
+                    c.add(f"{p}.mac", f"{node.mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+                elif int(mac[:2], 16) & 1:
+                    c.add(f"{p}.mac", f"{node.mac!r} is a multicast MAC; a NIC needs a unicast one")
+                elif mac in macs:
+                    c.add(f"{p}.mac", f"{node.mac!r} is already the MAC of {macs[mac]}")
+                else:
+                    macs[mac] = p
+            if node.interface is not None and not _IFACE_RE.match(node.interface):
+                c.add(f"{p}.interface", f"{node.interface!r} is not an interface name")
+
+    subnet = m.subnet if m.directors else None
+    if subnet is not None:
+        for i, d in enumerate(m.directors):
+            if d.address not in subnet:
+                c.add(f"directors[{i}].address", f"{d.address} is not on the directors' subnet {subnet}")
+        if m.network.broadcast is not None and m.network.broadcast != subnet.broadcast_address:
+            c.add("network.broadcast", f"{m.network.broadcast} is not the broadcast address of {subnet} "
+                  f"({subnet.broadcast_address})")
+        if m.network.gateway is not None and m.network.gateway not in subnet:
+            c.add("network.gateway", f"{m.network.gateway} is not on the directors' subnet {subnet}")
+
+    # Virtual services.
+    if not m.virtual_services:
+        c.add("virtual_services", "at least one virtual service is needed")
+    real_names = {n.name for n in m.real_servers}
+    seen_vs: dict[tuple[Any, ...], str] = {}
+    for i, vs in enumerate(m.virtual_services):
+        p = f"virtual_services[{i}]"
+        if vs.address in owners:
+            c.add(f"{p}.address", f"{vs.address} is {owners[vs.address]}'s address; the VIP needs one of its own")
+        if subnet is not None and vs.address not in subnet:
+            c.add(f"{p}.address", f"{vs.address} is not on the directors' subnet {subnet}; "
+                  "heartbeat brings the VIP up on that interface")
+        if vs.protocol is Protocol.FWM:
+            if vs.fwmark is None:
+                c.add(f"{p}.fwmark", "required when protocol is fwm")
+            elif not 1 <= vs.fwmark <= 0xFFFFFFFF:
+                c.add(f"{p}.fwmark", f"{vs.fwmark} is not a firewall mark (1-4294967295)")
+            if vs.port is not None:
+                c.add(f"{p}.port", "a fwm service matches a firewall mark, not a port; remove it")
+            key: tuple[Any, ...] = ("fwm", vs.fwmark)
+        else:
+            if vs.fwmark is not None:
+                c.add(f"{p}.fwmark", f"only for protocol fwm, not {vs.protocol.value}")
+            if vs.port is None:
+                c.add(f"{p}.port", f"required when protocol is {vs.protocol.value}")
+            _port(c, f"{p}.port", vs.port)
+            key = (vs.address, vs.port, vs.protocol)
+        if key in seen_vs:
+            c.add(p, f"the same virtual service as {seen_vs[key]}")
+        else:
+            seen_vs[key] = p
+        if vs.persistent is not None and vs.persistent <= 0:
+            c.add(f"{p}.persistent", f"must be a number of seconds greater than 0, got {vs.persistent}")
+        if vs.netmask is not None:
+            if vs.persistent is None:
+                c.add(f"{p}.netmask", "only meaningful with persistent")
+            else:
+                try:
+                    IPv4Network(f"0.0.0.0/{vs.netmask}")
+                except ValueError:
+                    c.add(f"{p}.netmask", f"{vs.netmask} is not a netmask")
+        if vs.reals is not None and not vs.reals:
+            c.add(f"{p}.reals", "empty; leave it out to use every real server")
+        for j, r in enumerate(vs.reals or ()):
+            rp = f"{p}.reals[{j}]"
+            if r.server not in real_names:
+                c.add(f"{rp}.server", f"{r.server!r} is not one of real_servers ({', '.join(sorted(real_names))})")
+            _port(c, f"{rp}.port", r.port)
+            if not 0 <= r.weight <= 65535:
+                c.add(f"{rp}.weight", f"{r.weight} is not a weight (0-65535)")
+            if (vs.forwarding is not Forwarding.MASQ and r.port is not None and vs.port is not None
+                    and r.port != vs.port):
+                c.add(f"{rp}.port", f"{r.port} differs from the virtual port {vs.port}; "
+                      f"forwarding '{vs.forwarding.value}' cannot change the port (use masq)")
+        if vs.forwarding is Forwarding.GATE and subnet is not None:
+            refs = vs.reals if vs.reals is not None else tuple(RealRef(n.name) for n in m.real_servers)
+            by_name = {n.name: n for n in m.real_servers}
+            for j, r in enumerate(refs):
+                node = by_name.get(r.server)
+                if node is not None and node.address not in subnet:
+                    where = f"{p}.reals[{j}]" if vs.reals is not None else f"real_servers[{j}].address"
+                    c.add(where, f"{node.address} is not on the directors' subnet {subnet}; "
+                          "forwarding 'gate' (direct routing) needs one L2 segment")
+        if vs.fallback is None:
+            warnings.append(Problem(f"{p}.fallback", "none: with every real server down nothing answers "
+                                    "(the tutorial's fallback is 127.0.0.1:80 gate)"))
+        else:
+            _port(c, f"{p}.fallback.port", vs.fallback.port)
+        _check_check(m, vs, c, f"{p}.check")
+        if vs.emailalert is not None and "@" not in vs.emailalert:
+            c.add(f"{p}.emailalert", f"{vs.emailalert!r} is not an e-mail address")
+
+    ld = m.ldirectord
+    _positive(c, "ldirectord.checkinterval", ld.checkinterval)
+    _positive(c, "ldirectord.checktimeout", ld.checktimeout)
+    _positive(c, "ldirectord.negotiatetimeout", ld.negotiatetimeout)
+    _positive(c, "ldirectord.failurecount", ld.failurecount)
+    if not _FACILITY_RE.match(ld.logfile):
+        c.add("ldirectord.logfile", f"{ld.logfile!r} is neither a syslog facility nor an absolute path")
+    if ld.emailalert is not None and "@" not in ld.emailalert:
+        c.add("ldirectord.emailalert", f"{ld.emailalert!r} is not an e-mail address")
+
+    _check_heartbeat(m, c, allow_weak_auth, warnings)
+
+    if not _IFACE_RE.match(m.sync_interface):
+        c.add("sync_daemon.interface", f"{m.sync_interface!r} is not an interface name")
+    if not 0 <= m.sync_daemon.syncid <= 255:
+        c.add("sync_daemon.syncid", f"{m.sync_daemon.syncid} is not a sync id (0-255)")
+
+    tp = m.pages.test.path
+    if tp.startswith("/") or "/" in tp or not re.match(r"^[A-Za-z0-9._-]+$", tp):
+        c.add("pages.test.path", f"{tp!r} must be a plain file name such as ldirector.html")
+
+    if m.provisioning is not None:
+        _check_provisioning(m, m.provisioning, c, owners, subnet, warnings)
+    if m.repository is not None:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?/", m.repository.url):
+            c.add("repository.url", f"{m.repository.url!r} is not an http:// or https:// URL ending in /")
+        if m.repository.key is None:
+            warnings.append(Problem("repository.key", "absent: the nodes' sources entry says 'Trusted: yes' and "
+                                    "apt installs whatever that URL serves; give the signing key's public half"))
+    return warnings
+
+
+def _check_provisioning(m: Cluster, pv: Provisioning, c: Collector, owners: dict[IPv4Address, str],
+                        subnet: IPv4Network | None, warnings: list[Problem]) -> None:
+    taken = dict(owners)
+    for i, vs in enumerate(m.virtual_services):
+        taken.setdefault(vs.address, f"virtual_services[{i}] (a VIP)")
+    if m.network.gateway is not None:
+        taken.setdefault(m.network.gateway, "network.gateway")
+    if pv.server in taken:
+        c.add("provisioning.server", f"{pv.server} is already {taken[pv.server]}; the provisioning server needs "
+              "an address of its own")
+    if subnet is not None and pv.server not in subnet:
+        c.add("provisioning.server", f"{pv.server} is not on the nodes' subnet {subnet}: PXE needs the server on "
+              "the segment the machines boot on")
+    elif subnet is not None and pv.server in (subnet.network_address, subnet.broadcast_address):
+        c.add("provisioning.server", f"{pv.server} is the subnet's network or broadcast address")
+    if not _IFACE_RE.match(pv.interface):
+        c.add("provisioning.interface", f"{pv.interface!r} is not an interface name")
+    _port(c, "provisioning.http_port", pv.http_port)
+    if pv.pool is not None:
+        if pv.dhcp is DhcpMode.PROXY:
+            c.add("provisioning.pool", "proxy mode leaves every address to the other DHCP server: drop the pool "
+                  "or use dhcp: static")
+        elif pv.pool.last < pv.pool.first:
+            c.add("provisioning.pool", f"{pv.pool.first}-{pv.pool.last} is empty: first must not be after last")
+        else:
+            for key, a in (("first", pv.pool.first), ("last", pv.pool.last)):
+                if subnet is not None and a not in subnet:
+                    c.add(f"provisioning.pool.{key}", f"{a} is not on the nodes' subnet {subnet}")
+            taken.setdefault(pv.server, "provisioning.server")
+            for a, who in sorted(taken.items()):
+                if pv.pool.first <= a <= pv.pool.last:
+                    c.add("provisioning.pool", f"{pv.pool.first}-{pv.pool.last} includes {a}, {who}")
+    missing = [n.name for n, _ in m.nodes if n.mac is None]
+    if missing:
+        warnings.append(Problem("provisioning", "no MAC for " + ", ".join(missing) + ": build-pxe refuses until "
+                                "every node has one"))
+
+
+def _check_check(m: Cluster, vs: VirtualService, c: Collector, p: str) -> None:
+    ck = vs.check
+    for name in ("interval", "timeout", "negotiatetimeout", "failurecount"):
+        _positive(c, f"{p}.{name}", getattr(ck, name))
+    _port(c, f"{p}.port", ck.port)
+    if ck.service is not None and ck.service not in _CHECK_SERVICES:
+        c.add(f"{p}.service", f"{ck.service!r} is not an ldirectord service ({', '.join(_CHECK_SERVICES)})")
+    if ck.type is CheckType.NEGOTIATE:
+        if ck.service is None:
+            c.add(f"{p}.service", "required for checktype negotiate")
+        if ck.service in ("http", "https") and ck.request is None:
+            c.add(f"{p}.request", f"required for checktype negotiate with service {ck.service}")
+        if ck.service in ("http", "https") and ck.receive is None:
+            c.add(f"{p}.receive", f"required for checktype negotiate with service {ck.service}")
+    elif ck.type is CheckType.EXTERNAL:
+        if ck.command is None:
+            c.add(f"{p}.command", "required for checktype external")
+        elif not ck.command.startswith("/"):
+            c.add(f"{p}.command", f"{ck.command!r} must be an absolute path")
+    if ck.command is not None and ck.type is not CheckType.EXTERNAL:
+        c.add(f"{p}.command", f"only for checktype external, not {ck.type.value}")
+    if ck.request is not None and ck.request.lstrip("/") == m.pages.test.path and ck.receive is not None:
+        if ck.receive not in m.pages.test.content:
+            c.add(f"{p}.receive", f"{ck.receive!r} is not in the test page we ship "
+                  f"(pages.test.content is {m.pages.test.content!r}); every real server would fail its check")
+    timeout = ck.timeout or m.ldirectord.checktimeout
+    if ck.negotiatetimeout is not None and ck.negotiatetimeout > timeout:
+        c.add(f"{p}.negotiatetimeout", f"{ck.negotiatetimeout} exceeds checktimeout {timeout}")
+
+
+def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: list[Problem]) -> None:
+    hb = m.heartbeat
+    if not hb.media:
+        c.add("heartbeat.media", "at least one heartbeat medium is needed")
+    serials = 0
+    for i, md in enumerate(hb.media):
+        p = f"heartbeat.media[{i}]"
+        if md.type is MediaType.SERIAL:
+            serials += 1
+            if md.device is None:
+                c.add(f"{p}.device", "required for a serial medium")
+            elif not _SERIAL_RE.match(md.device):
+                c.add(f"{p}.device", f"{md.device!r} is not a serial device (/dev/ttyS0, /dev/ttyUSB0, ...)")
+            if md.baud not in (9600, 19200, 38400, 57600, 115200, 230400):
+                c.add(f"{p}.baud", f"{md.baud} is not a baud rate heartbeat supports")
+            if md.interface is not None:
+                c.add(f"{p}.interface", "a serial medium has a device, not an interface")
+            continue
+        if md.device is not None:
+            c.add(f"{p}.device", f"only for a serial medium, not {md.type.value}")
+        iface = md.interface or m.network.interface
+        if not _IFACE_RE.match(iface):
+            c.add(f"{p}.interface", f"{iface!r} is not an interface name")
+        if md.type is MediaType.MCAST:
+            if md.group is None:
+                c.add(f"{p}.group", "required for an mcast medium")
+            elif not md.group.is_multicast:
+                c.add(f"{p}.group", f"{md.group} is not a multicast address (224.0.0.0/4)")
+            if not 1 <= md.ttl <= 255:
+                c.add(f"{p}.ttl", f"{md.ttl} is not a TTL (1-255)")
+            if md.loop not in (0, 1):
+                c.add(f"{p}.loop", f"{md.loop} must be 0 or 1")
+        elif md.group is not None:
+            c.add(f"{p}.group", f"only for an mcast medium, not {md.type.value}")
+        _port(c, f"{p}.port", md.port)
+    if serials > 1:
+        c.add("heartbeat.media", "heartbeat drives one serial link at a time; list one serial medium")
+
+    t = hb.timing
+    for name in ("keepalive", "warntime", "deadtime", "initdead"):
+        v = getattr(t, name)
+        if v <= 0:
+            c.add(f"heartbeat.timing.{name}", f"must be greater than 0, got {v:g}")
+        elif v > MAX_TIMING_S:
+            c.add(f"heartbeat.timing.{name}", f"{v:g} s is more than {MAX_TIMING_S} s: a cluster that waits an hour "
+                  "to act is no high-availability cluster")
+        elif round(v * 1000) != v * 1000:
+            c.add(f"heartbeat.timing.{name}", f"{v:g} s is finer than the millisecond heartbeat counts in")
+    if t.keepalive > 0 and t.deadtime <= 2 * t.keepalive:
+        c.add("heartbeat.timing.deadtime", f"{t.deadtime:g} s must be more than twice keepalive ({t.keepalive:g} s)")
+    if not t.keepalive < t.warntime < t.deadtime:
+        c.add("heartbeat.timing.warntime", f"{t.warntime:g} s must lie between keepalive ({t.keepalive:g} s) "
+              f"and deadtime ({t.deadtime:g} s)")
+    if t.initdead < t.deadtime or t.initdead < 10:
+        c.add("heartbeat.timing.initdead", f"{t.initdead:g} s must be at least deadtime ({t.deadtime:g} s) "
+              "and at least 10 s (links come up slowly at boot)")
+
+    for i, r in enumerate(hb.respawn):
+        if not r.command.startswith("/"):
+            c.add(f"heartbeat.respawn[{i}].command", f"{r.command!r} must be an absolute path")
+        elif r.command.startswith("/usr/lib/heartbeat/"):
+            moved = r.command.replace("/usr/lib/heartbeat/", "/usr/libexec/heartbeat/")
+            c.add(f"heartbeat.respawn[{i}].command", f"{r.command} does not exist in Debian's heartbeat 3.0.6; "
+                  f"use {moved}")
+    for i, a in enumerate(hb.apiauth):
+        if a.uid is None and a.gid is None:
+            c.add(f"heartbeat.apiauth[{i}]", "needs uid or gid")
+    if not _FACILITY_RE.match(hb.logfacility):
+        c.add("heartbeat.logfacility", f"{hb.logfacility!r} is not a syslog facility")
+    if hb.auth is not AuthMethod.SHA1:
+        if not allow_weak_auth:
+            c.add("heartbeat.auth", f"{hb.auth.value} is weak; use sha1, or pass --allow-weak-auth to accept it")
+        else:
+            warnings.append(Problem("heartbeat.auth", f"{hb.auth.value} is weak; anyone on the segment "
+                                    "can forge heartbeat packets"))
+    addrs = {n.address for n in m.directors + m.real_servers}
+    for i, ping in enumerate(hb.ping_nodes):
+        if ping in addrs or ping in m.vips:
+            c.add(f"heartbeat.ping_nodes[{i}]", f"{ping} is a cluster address; ping nodes must be outside the cluster "
+                  "(a router), or ipfail learns nothing")
+
+
