@@ -89,6 +89,53 @@ def test_build_pxe_refuses_a_spec_it_cannot_roll_out_before_building_anything(
     assert not (tmp_path / "pxe").exists() and not (tmp_path / "images").exists()
 
 
+_SERVE_HTTP = """
+import json, sys
+from pathlib import Path
+from builder import pxe, serve
+tree, mode, address = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+manifest = json.loads((tree / pxe.MANIFEST).read_text())
+httpd = serve.http_server(tree / "http", address, 80, pxe.policy(manifest, mode), lambda line: None, "pxe serve")
+print("ready", flush=True)
+httpd.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("mode", ["static", "proxy"])
+def test_pxe_serve_gives_the_directors_files_to_the_directors_only(netns: Netns, tmp_path: Path, mode: str) -> None:
+    """pxe serve's HTTP side (its policy, as `pxe serve` runs it) on a tree of stand-in files, in a
+    namespace of the test's own with a director's, a real server's and a stranger's address: the
+    director's root filesystem (the keys inside) to the director only, in proxy mode too; the
+    real server's to the nodes (static) or anyone (proxy). The slow test below does it with
+    dnsmasq on a tree build-pxe made."""
+    cluster, _ = spec.load(None)
+    tree = tmp_path / "tree"
+    for role in ("director", "realserver"):
+        (tree / "http" / role).mkdir(parents=True)
+        (tree / "http" / role / "filesystem.squashfs").write_text(f"{role} root\n")
+    nodes = {n.name: {"role": role, "address": str(n.address)}
+             for role, group in (("director", cluster.directors), ("realserver", cluster.real_servers))
+             for n in group}
+    (tree / pxe.MANIFEST).write_text(json.dumps({"nodes": nodes}))
+    server, director, real, stranger = str(cluster.provisioning.server), "192.168.1.103", "192.168.1.101", \
+        "192.168.1.77"
+    for a in (director, real, stranger):
+        subprocess.run(["ip", "-n", netns.name, "address", "add", f"{a}/32", "dev", "lo"], check=True)
+    proc = subprocess.Popen(netns.argv([sys.executable, "-c", _SERVE_HTTP, str(tree), mode, server]),
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for who in (director, real, stranger):
+            assert http_status(netns.name, server, 80, who, "/director/filesystem.squashfs") == \
+                (200 if who == director else 403), who
+            assert http_status(netns.name, server, 80, who, "/realserver/filesystem.squashfs") == \
+                (403 if who == stranger and mode == "static" else 200), who
+            assert http_status(netns.name, server, 80, who, "/director/") == 404  # no listing
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # -- slow: the tree, served, booted ---------------------------------------------------------
 
 @pytest.fixture

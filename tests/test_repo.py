@@ -262,7 +262,8 @@ def private_netns() -> Iterator[str]:
 def test_repo_serve_gives_the_director_package_to_the_directors_only(tmp_path: Path, gnupg: dict[str, str]) -> None:
     """In a namespace of the test's own, its loopback holding the provisioning server's address and
     a director's, a real server's and a stranger's: the indexes go to anyone, lvs-director_*.deb
-    (the cluster key inside) to the director only; no listings, no metadata."""
+    (the directors' configuration; the keys are in no published package) to the director only;
+    no listings, no metadata."""
     if os.geteuid() != 0:
         pytest.fail("the serving test needs root (a network namespace)")
     v1, _, key = specs(tmp_path)
