@@ -240,9 +240,11 @@ def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release:
             click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
         click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
 
-    built_deb, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
-                                            authkey_file=authkey_file, key_change=key_change, on_step=progress)
-    click.echo(f"built {built_deb.path}")
+    debs, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
+                                       authkey_file=authkey_file, key_change=key_change, on_step=progress)
+    for d in debs:
+        click.echo(f"built {d.path}" + (" (the directors' heartbeat keys: owner only, never publish it)"
+                                        if d.package == Extra.CLUSTER_KEY.package else ""))
     click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
                f"kernel {built.kernel.name}, initrd {built.initrd.name}")
 

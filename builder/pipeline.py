@@ -141,15 +141,14 @@ def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Pa
 
 def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
                 authkey_file: Path | None = None, key_change: bool = False,
-                on_step: Callable[[str], None] = lambda s: None) -> tuple[deb.BuiltDeb, image.BuiltImage]:
-    """The role's .deb (and lvs-apt-source's, when the spec names a repository), then its image
-    from them; tools are checked before anything is built."""
+                on_step: Callable[[str], None] = lambda s: None) -> tuple[list[deb.BuiltDeb], image.BuiltImage]:
+    """The node's packages (its role's first; the director's keys, lvs-apt-source when the spec
+    names a repository), then its image from them; tools are checked before anything is built."""
     image.check_tools()
-    built = {b.package: b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), out,
-                                                  authkey_file=authkey_file, key_change=key_change)}
-    extra = [built[k.package].path for k in (Extra.CLUSTER_KEY, Extra.APT_SOURCE) if k.package in built]
-    return built[role.package], image.build(loaded.cluster, role, built[role.package].path, out, fmt,
-                                            on_step=on_step, extra=extra)
+    built = [b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), out,
+                                      authkey_file=authkey_file, key_change=key_change)]
+    return built, image.build(loaded.cluster, role, built[0].path, out, fmt, on_step=on_step,
+                              extra=[b.path for b in built[1:]])
 
 
 def node_packages(cluster: Cluster, role: Role) -> list[Kind]:

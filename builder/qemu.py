@@ -89,6 +89,9 @@ class Vm:
         overlay = self.workdir / f"{self.name}.qcow2"
         if self.image is not None and not overlay.exists():
             run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.image.resolve(), overlay])
+            # What the guest writes lands here (a director's authkeys, a rotation's new keys):
+            # its owner's only, as the image is.
+            overlay.chmod(0o600)
         self.qga_socket.unlink(missing_ok=True)
         self.qmp_socket.unlink(missing_ok=True)
         self.console_mark = self.console.stat().st_size if self.console.exists() else 0
