@@ -32,24 +32,13 @@ SETTLE_S = 10.0
 
 
 def install(lab: Lab, d: LabNode, deb: Path) -> list[str]:
-    """dpkg -i the package on a director, copied in through its guest agent; the director's
-    heartbeat rereads authkeys (the package's postinst)."""
+    """dpkg -i the package on a director, copied in through its guest agent (owner only, removed
+    after); the director's heartbeat rereads authkeys (the package's postinst)."""
     data = base64.b64encode(deb.read_bytes()).decode()
     target = f"/root/{deb.name}"
-    r = lab.sh(d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
-                  f"dpkg -i {target} 2>&1; echo \"exit $?\"; rm -f {target}; "
-                  f"dpkg-query -W -f '${{Version}}\\n' {PACKAGE}", timeout=upgrade.UPGRADE_STEP_TIMEOUT)
-    if r is None:
-        return [f"{d.name}: no answer from its guest agent"]
-    with (lab.workdir / f"rotation-{d.name}.log").open("a") as log:
-        log.write(r.stdout + r.stderr)
-    lines = r.stdout.strip().splitlines()
-    version = deb.name.split("_")[1]
-    if "exit 0" not in lines[-2:-1]:
-        return [f"{d.name}: dpkg -i {deb.name} failed (see {lab.workdir}/rotation-{d.name}.log)"]
-    if lines[-1] != version:
-        return [f"{d.name}: {PACKAGE} is at {lines[-1]} after dpkg -i, not {version}"]
-    return []
+    return upgrade.install_with(lab, d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
+                                        f"dpkg -i {target}; rc=$?; rm -f {target}; (exit $rc)",
+                                f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
 
 
 def on_both(lab: Lab, deb: Path, settle: float) -> list[str]:

@@ -80,21 +80,30 @@ def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list
     return ok
 
 
-def apt_install(lab: Lab, n: LabNode, sources: str, version: str) -> list[str]:
-    """apt-get install the node's role package from the repository; its log into the workdir."""
-    pkg = n.role.package
-    r = lab.sh(n, "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
-                  f"-o Dpkg::Options::=--force-confold {apt_only(sources)} install {pkg} 2>&1; "
-                  f"echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}", timeout=UPGRADE_STEP_TIMEOUT)
+def install_with(lab: Lab, n: LabNode, command: str, what: str, pkg: str, version: str) -> list[str]:
+    """Run an install `command` on a node (its output appended to the workdir's
+    install-NODE.log): it must succeed and leave `pkg` at `version`."""
+    r = lab.sh(n, f"{command} 2>&1; echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}",
+               timeout=UPGRADE_STEP_TIMEOUT)
     if r is None:
         return [f"{n.name}: no answer from its guest agent"]
-    (lab.workdir / f"upgrade-{n.name}.log").write_text(r.stdout + r.stderr)
+    log = lab.workdir / f"install-{n.name}.log"
+    with log.open("a") as f:
+        f.write(r.stdout + r.stderr)
     lines = r.stdout.strip().splitlines()
     if "exit 0" not in lines[-2:-1]:
-        return [f"{n.name}: apt-get install {pkg} failed (see {lab.workdir}/upgrade-{n.name}.log)"]
+        return [f"{n.name}: {what} failed (see {log})"]
     if lines[-1] != version:
-        return [f"{n.name}: {pkg} is at {lines[-1]} after apt-get install, not {version}"]
+        return [f"{n.name}: {pkg} is at {lines[-1]} after {what}, not {version}"]
     return []
+
+
+def apt_install(lab: Lab, n: LabNode, sources: str, version: str) -> list[str]:
+    """apt-get install the node's role package from the repository."""
+    pkg = n.role.package
+    return install_with(lab, n, "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
+                                f"-o Dpkg::Options::=--force-confold {apt_only(sources)} install {pkg}",
+                        f"apt-get install {pkg}", pkg, version)
 
 
 def maintenance(lab: Lab, real: LabNode, on: bool) -> list[str]:
