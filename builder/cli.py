@@ -274,19 +274,23 @@ cli.add_command(build_image)
 @click.option("--upgrade", is_flag=True,
               help="after the scenarios, publish the spec's next version (build-repo, served in the namespace) "
                    "and run the rolling upgrade: standby director, handover, the other, each real server")
+@click.option("--rotate-key", is_flag=True,
+              help="then rotate the cluster key (add, sign, drop: lvs-cluster-key on both directors each step) "
+                   "to a new key of the lab's own; the spec's key file is left as it is")
 @authkey_option
 @key_change_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
             as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None, upgrade: bool,
-            authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
+            rotate_key: bool, authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
     if keepalived_peer is not None and (spec_path is not None or pxe_boot):
         raise click.UsageError("--keepalived-peer: the peer is configured by hand for the built-in reference "
                                "cluster, booted from disk; drop --spec and --pxe")
-    if keepalived_peer is not None and upgrade:
-        raise click.UsageError("--keepalived-peer: its directors have no role package to upgrade; drop --upgrade")
+    if keepalived_peer is not None and (upgrade or rotate_key):
+        raise click.UsageError("--keepalived-peer: its directors have no role package to upgrade and no "
+                               "lvs-cluster-key; drop --upgrade and --rotate-key")
     loaded = _load(spec_path, None, allow_weak_auth)
     start = time.monotonic()
 
@@ -306,18 +310,20 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
             found[Role.DIRECTOR] = keepalived_peer
     chosen = [s for s in lab.SCENARIOS if (s.key in scenarios if scenarios else s.default)]
     workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
-    rollout = None
+    repo_dir = new = None
     if upgrade:
         from .repo import REPO_PORT
 
         url = f"http://{lab.client_address(loaded.cluster).ip}:{REPO_PORT}/"
         progress(f"publishing {pipeline.next_version(loaded.cluster.package.version)} for the upgrade: "
                  f"{workdir / 'repo'} (signed by a throw-away key, served at {url})")
-        new = pipeline.lab_upgrade_repo(loaded, workdir / "repo", url)
+        repo_dir, new = workdir / "repo", pipeline.lab_upgrade_repo(loaded, workdir / "repo", url)
+    rotation: list[tuple[authkey.RotateStep, Path]] = []
+    if rotate_key:
         rotation = pipeline.lab_rotation(loaded, workdir / "rotation", authkey_file=authkey_file, cluster=new)
         progress(f"then a key rotation: lvs-cluster-key {', '.join(p.name for _, p in rotation)} in "
                  f"{workdir / 'rotation'} (a new key of the lab's own; the spec's key file is left as it is)")
-        rollout = lab.Rollout(workdir / "repo", new, tuple(rotation))
+    rollout = lab.Rollout(repo_dir, new, tuple(rotation)) if upgrade or rotate_key else None
     report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
                          peer=keepalived_peer is not None, rollout=rollout)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")

@@ -64,7 +64,7 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     """The tutorial's checks, the failure scenarios, then (--upgrade, same boot) the rolling
     upgrade of all four nodes to the next version, the client requesting the VIP throughout."""
     chosen = [] if keys == list(lab.DEFAULT_SCENARIO_KEYS) else [a for k in keys for a in ("--scenario", k)]
-    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--upgrade", *chosen)
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--upgrade", "--rotate-key", *chosen)
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
     table = (tmp_path / "lab" / "report.md").read_text()

@@ -117,6 +117,7 @@ def test_pxe_serve_gives_the_directors_files_to_the_directors_only(netns: Netns,
              for role, group in (("director", cluster.directors), ("realserver", cluster.real_servers))
              for n in group}
     (tree / pxe.MANIFEST).write_text(json.dumps({"nodes": nodes}))
+    assert cluster.provisioning is not None
     server, director, real, stranger = str(cluster.provisioning.server), "192.168.1.103", "192.168.1.101", \
         "192.168.1.77"
     for a in (director, real, stranger):

@@ -1,8 +1,9 @@
-"""lab --upgrade, after the upgrade: the documented key rotation (README, 'The cluster key'),
-one lvs-cluster-key version per step installed on both directors out of band (copied through
-the guest agent, as an admin would scp it; never through the repository), the clients
-requesting every VIP throughout. One report row per step, and one for the end: both directors
-on the new key alone, heartbeat never restarted and each seeing the other."""
+"""lab --rotate-key, after the scenarios (and the upgrade, with --upgrade): the documented key
+rotation (README, 'The cluster key'), one lvs-cluster-key version per step installed on both
+directors out of band (copied through the guest agent, as an admin would scp it; never through
+the repository), the clients requesting every VIP throughout. One report row per step, and one
+for the end: both directors on the new key alone, heartbeat never restarted and each seeing
+the other."""
 
 from __future__ import annotations
 
@@ -29,21 +30,54 @@ TITLES = {
 # of a message signed with the old key is asked for after it is gone. On the lab's lossless
 # bridge none is; the lab waits a little, and the README says what a site waits.
 SETTLE_S = 10.0
+REREAD_TIMEOUT = 20.0
+
+
+def rereads(lab: Lab, d: LabNode) -> int | None:
+    """How often heartbeat on `d` has reread authkeys this boot (its log's lines)."""
+    r = lab.sh(d, f"journalctl -b -q -o cat | grep -c '{REREAD}' || true")
+    out = r.stdout.strip() if r is not None else ""
+    return int(out) if out.isdigit() else None
 
 
 def install(lab: Lab, d: LabNode, deb: Path) -> list[str]:
     """dpkg -i the package on a director, copied in through its guest agent (owner only, removed
-    after); the director's heartbeat rereads authkeys (the package's postinst)."""
+    after); its postinst has heartbeat reread authkeys, which heartbeat's log must say within
+    REREAD_TIMEOUT. On a failure, heartbeat's processes and log go into the workdir."""
+    before = rereads(lab, d)
     data = base64.b64encode(deb.read_bytes()).decode()
     target = f"/root/{deb.name}"
-    return upgrade.install_with(lab, d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
-                                        f"dpkg -i {target}; rc=$?; rm -f {target}; (exit $rc)",
-                                f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
+    problems = upgrade.install_with(lab, d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
+                                            f"dpkg -i {target}; rc=$?; rm -f {target}; (exit $rc)",
+                                    f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
+    deadline = lab.now() + REREAD_TIMEOUT
+    while not problems and before is not None:
+        now = rereads(lab, d)
+        if now is not None and now > before:
+            break
+        if lab.now() > deadline:
+            problems.append(f"{d.name}: heartbeat did not reread authkeys within {REREAD_TIMEOUT:.0f} s of "
+                            f"dpkg -i {deb.name} (its log: {lab.workdir}/rotation-{d.name}.log)")
+            break
+        lab.sleep(1)
+    if problems:
+        r = lab.sh(d, "cat /run/heartbeat.pid; systemctl show -p MainPID -p ExecMainStartTimestamp "
+                      "heartbeat.service; ps -o pid,ppid,lstart,args -C heartbeat; "
+                      "stat -c '%n %y %z' /etc/ha.d/ha.cf /etc/ha.d/authkeys; "
+                      "journalctl -b -q -n 60 -o short-monotonic -t heartbeat -t ResourceManager -t harc")
+        with (lab.workdir / f"rotation-{d.name}.log").open("a") as log:
+            log.write(r.stdout + r.stderr if r is not None else "no answer from the guest agent\n")
+    return problems
 
 
 def on_both(lab: Lab, deb: Path, settle: float) -> list[str]:
+    """The step's package on each director in turn, the next only if the one before took it."""
     lab.sleep(settle)
-    return [p for d in lab.directors for p in install(lab, d, deb)]
+    for d in lab.directors:
+        problems = install(lab, d, deb)
+        if problems:
+            return problems
+    return []
 
 
 def main_pid(lab: Lab, d: LabNode) -> str | None:

@@ -60,11 +60,11 @@ def run(lab: Lab, scenarios: list[Scenario], report: Report, rollout: upgrade.Ro
             return
         active = holder
     report.late_heartbeat_ms = late_heartbeats(lab, faulty)
-    if rollout is not None:
+    if rollout is not None and rollout.repo is not None and rollout.new is not None:
         upgrade.upgrade(lab, report, rollout.repo, rollout.new, active)
-        holder = checks.vip_holder(lab)
-        if rollout.rotation and report.error is None and holder is not None:
-            rotation.rotate(lab, report, list(rollout.rotation), holder)
+    holder = checks.vip_holder(lab)
+    if rollout is not None and rollout.rotation and report.error is None and holder is not None:
+        rotation.rotate(lab, report, list(rollout.rotation), holder)
 
 
 @contextlib.contextmanager

@@ -31,10 +31,11 @@ POLL = 1.0
 
 @dataclass(frozen=True)
 class Rollout:
-    """What `lab --upgrade` rolls out: the repository with the next version, that version's
-    cluster, and the lvs-cluster-key packages of a key rotation (one per step)."""
-    repo: Path
-    new: Cluster
+    """What the lab rolls out after its scenarios: `--upgrade`, the repository with the next
+    version and that version's cluster; `--rotate-key`, the lvs-cluster-key packages of a key
+    rotation (one per step), after the upgrade if both."""
+    repo: Path | None = None
+    new: Cluster | None = None
     rotation: tuple[tuple[RotateStep, Path], ...] = ()
 
 
