@@ -266,15 +266,27 @@ class Vm:
                 a["ip-address"] for a in iface.get("ip-addresses", []) if a.get("ip-address-type") == "ipv4")
         return out
 
-    def sh(self, script: str, timeout: float = 60) -> GuestResult:
-        """Run a shell script inside the guest as root."""
-        ret = self._qga({"execute": "guest-exec", "arguments": {
-            "path": "/bin/sh", "arg": ["-c", script], "capture-output": True}})
+    def sh(self, script: str, timeout: float = 60, stdin: bytes | None = None) -> GuestResult:
+        """Run a shell script inside the guest as root; `stdin` is its input (never on its
+        command line, which the guest's agent logs and `ps` shows)."""
+        args: dict[str, object] = {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True}
+        if stdin is not None:
+            args["input-data"] = base64.b64encode(stdin).decode()
+        ret = self._qga({"execute": "guest-exec", "arguments": args})
         assert isinstance(ret, dict)
         pid = ret["pid"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            st = self._qga({"execute": "guest-exec-status", "arguments": {"pid": pid}})
+            try:
+                st = self._qga({"execute": "guest-exec-status", "arguments": {"pid": pid}})
+            except (OSError, ValueError) as e:
+                # A busy guest (a package installing under emulation) answers late: the command
+                # runs on; ask again until the deadline. The late reply is skipped (guest-sync).
+                if not self.running:
+                    raise
+                log.info("%s: guest-exec-status of %s: %s; asking again", self.name, pid, e)
+                time.sleep(0.5)
+                continue
             assert isinstance(st, dict)
             if st.get("exited"):
                 out, err = (base64.b64decode(st.get(k, "")).decode(errors="replace") for k in ("out-data", "err-data"))

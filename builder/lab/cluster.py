@@ -177,9 +177,9 @@ class Lab:
 
     # -- asking the guests ------------------------------------------------------------
 
-    def sh(self, n: LabNode, script: str, timeout: float = 60) -> GuestResult | None:
-        """A command in a VM, or None if the VM or its agent is not there."""
-        return self._ask(n, lambda: n.vm.sh(script, timeout=timeout))
+    def sh(self, n: LabNode, script: str, timeout: float = 60, stdin: bytes | None = None) -> GuestResult | None:
+        """A command in a VM (`stdin` its input), or None if the VM or its agent is not there."""
+        return self._ask(n, lambda: n.vm.sh(script, timeout=timeout, stdin=stdin))
 
     def _ask(self, n: LabNode, call: Callable[[], T]) -> T | None:
         """A guest agent call, or None if the VM or its agent is not there."""

@@ -7,7 +7,6 @@ the other."""
 
 from __future__ import annotations
 
-import base64
 import functools
 from pathlib import Path
 
@@ -41,15 +40,15 @@ def rereads(lab: Lab, d: LabNode) -> int | None:
 
 
 def install(lab: Lab, d: LabNode, deb: Path) -> list[str]:
-    """dpkg -i the package on a director, copied in through its guest agent (owner only, removed
-    after); its postinst has heartbeat reread authkeys, which heartbeat's log must say within
-    REREAD_TIMEOUT. On a failure, heartbeat's processes and log go into the workdir."""
+    """dpkg -i the package on a director, copied in through its guest agent (on its standard
+    input, never its command line; owner only, removed after); its postinst has heartbeat
+    reread authkeys, which heartbeat's log must say within REREAD_TIMEOUT. On a failure,
+    heartbeat's processes and log go into the workdir."""
     before = rereads(lab, d)
-    data = base64.b64encode(deb.read_bytes()).decode()
     target = f"/root/{deb.name}"
-    problems = upgrade.install_with(lab, d, f"umask 077; base64 -d > {target} <<'LVS_EOF'\n{data}\nLVS_EOF\n"
-                                            f"dpkg -i {target}; rc=$?; rm -f {target}; (exit $rc)",
-                                    f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
+    problems = upgrade.install_with(lab, d, f"umask 077; cat > {target}; dpkg -i {target}; rc=$?; rm -f {target}; "
+                                            "(exit $rc)",
+                                    f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1], stdin=deb.read_bytes())
     deadline = lab.now() + REREAD_TIMEOUT
     while not problems and before is not None:
         now = rereads(lab, d)
@@ -133,7 +132,10 @@ def rotate(lab: Lab, report: Report, rotation: list[tuple[RotateStep, Path]], ac
         settle = SETTLE_S if step is RotateStep.DROP else 0.0
         title = (f"key rotation, {step.value}: {PACKAGE} {version} (dpkg -i, out of band) on both directors, "
                  f"heartbeat rereads authkeys: {TITLES[step]}")
-        if not upgrade.step(lab, report, f"k{i + 1}", title, functools.partial(on_both, lab, deb, settle), active):
-            report.error = f"key rotation step k{i + 1} left the cluster unhealthy; the remaining steps did not run"
+        converged = upgrade.step(lab, report, f"k{i + 1}", title, functools.partial(on_both, lab, deb, settle),
+                                 active)
+        if not converged or not report.rows[-1].ok:
+            # A step not taken on both directors is no base for the next: it would shut one out.
+            report.error = f"key rotation step k{i + 1} failed; the remaining steps did not run"
             return
     report.rows.append(rotated(lab, rotation[-1][1], pids, len(rotation), lab.now()))
