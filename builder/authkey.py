@@ -58,6 +58,11 @@ class Ring:
     def signing(self) -> str:
         return dict(self.keys)[self.auth]
 
+    @property
+    def switching(self) -> bool:
+        """At a rotation's sign step: two keys, the newer signs (the one the package changes)."""
+        return len(self.keys) == 2 and self.auth == self.keys[-1][0]
+
     def text(self) -> str:
         return ("# The heartbeat keys of an LVS cluster (lvs-builder keygen / rotate-key): a secret; back it\n"
                 "# up with the spec, never publish it. Every lvs-cluster-key package is built from it.\n"

@@ -94,6 +94,8 @@ def context(cluster: Cluster, role: Kind, ring: Ring | None, epoch: int,
         "package": role.package,
         "version": version(cluster, role, ring),
         "ring": ring,
+        # lvs-cluster-key at a rotation's sign step: the signing key changes (no reread on install)
+        "switch": ring is not None and ring.switching,
         # The sources entry (overlays/apt-source/): only with a repository in the spec.
         "repo_sources": sources_name(cluster) if repo else "",
         "repo_url": repo.url if repo else None,

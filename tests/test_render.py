@@ -141,6 +141,13 @@ def test_authkeys_in_a_rotation_lists_both_keys_and_signs_with_the_one_auth_name
     assert KEY not in record and authkey.parse_record(record) == authkey.record_of(ring)
     changelog = files["usr/share/doc/lvs-cluster-key/changelog.gz"].content
     assert "lvs-cluster-key (3)" in gzip.decompress(changelog).decode()
+    # The sign step's package leaves the switch to the admin, on both directors at once; the
+    # others have heartbeat reread at once.
+    postinst = files["DEBIAN/postinst"].content.decode()
+    assert "run lvs-cluster-key-switch on both" in postinst and "lvs-cluster-key-switch >/dev/null" not in postinst
+    for other in (RING, ring.rotated(authkey.RotateStep.DROP)):
+        other_postinst = rendered(Extra.CLUSTER_KEY, ring=other)["DEBIAN/postinst"].content.decode()
+        assert "lvs-cluster-key-switch >/dev/null" in other_postinst
 
 
 def test_realserver_pages_and_vip(reference: dict[str, Any]) -> None:

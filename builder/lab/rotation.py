@@ -8,6 +8,7 @@ the other."""
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..authkey import RotateStep
@@ -21,9 +22,9 @@ PACKAGE = Extra.CLUSTER_KEY.package
 # heartbeat's SIGHUP reread logs this line (heartbeat.c, hb_signal_reread_config_action).
 REREAD = "Rereading authentication file"
 TITLES = {
-    RotateStep.ADD: "a new key beside the old one (accepted; the old one still signs)",
-    RotateStep.SIGN: "the new key signs (the old one still accepted)",
-    RotateStep.DROP: "the old key dropped",
+    RotateStep.ADD: "heartbeat rereads authkeys: a new key beside the old one, which still signs",
+    RotateStep.SIGN: "the new key signs: lvs-cluster-key-switch on both directors at once",
+    RotateStep.DROP: "heartbeat rereads authkeys: the old key dropped",
 }
 # Upstream waits 500 heartbeat intervals between `sign` and `drop`, so that no retransmission
 # of a message signed with the old key is asked for after it is gone. On the lab's lossless
@@ -39,44 +40,63 @@ def rereads(lab: Lab, d: LabNode) -> int | None:
     return int(out) if out.isdigit() else None
 
 
-def install(lab: Lab, d: LabNode, deb: Path) -> list[str]:
+def install(lab: Lab, d: LabNode, deb: Path, reread: bool = True) -> list[str]:
     """dpkg -i the package on a director, copied in through its guest agent (on its standard
-    input, never its command line; owner only, removed after); its postinst has heartbeat
-    reread authkeys, which heartbeat's log must say within REREAD_TIMEOUT. On a failure,
-    heartbeat's processes and log go into the workdir."""
+    input, never its command line; owner only, removed after). With `reread`, its postinst has
+    heartbeat reread authkeys, which heartbeat's log must say within REREAD_TIMEOUT."""
     before = rereads(lab, d)
     target = f"/root/{deb.name}"
     problems = upgrade.install_with(lab, d, f"umask 077; cat > {target}; dpkg -i {target}; rc=$?; rm -f {target}; "
                                             "(exit $rc)",
                                     f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1], stdin=deb.read_bytes())
+    return problems or (wait_reread(lab, d, before, f"dpkg -i {deb.name}") if reread else [])
+
+
+def wait_reread(lab: Lab, d: LabNode, before: int | None, after: str) -> list[str]:
+    """heartbeat's log on `d` says one more reread than `before`, within REREAD_TIMEOUT; else
+    the problem, with heartbeat's processes and log in the workdir."""
     deadline = lab.now() + REREAD_TIMEOUT
-    while not problems and before is not None:
+    while before is not None:
         now = rereads(lab, d)
         if now is not None and now > before:
-            break
+            return []
         if lab.now() > deadline:
-            problems.append(f"{d.name}: heartbeat did not reread authkeys within {REREAD_TIMEOUT:.0f} s of "
-                            f"dpkg -i {deb.name} (its log: {lab.workdir}/rotation-{d.name}.log)")
             break
         lab.sleep(1)
-    if problems:
-        r = lab.sh(d, "cat /run/heartbeat.pid; systemctl show -p MainPID -p ExecMainStartTimestamp "
-                      "heartbeat.service; ps -o pid,ppid,lstart,args -C heartbeat; "
-                      "stat -c '%n %y %z' /etc/ha.d/ha.cf /etc/ha.d/authkeys; "
-                      "journalctl -b -q -n 60 -o short-monotonic -t heartbeat -t ResourceManager -t harc")
-        with (lab.workdir / f"rotation-{d.name}.log").open("a") as log:
-            log.write(r.stdout + r.stderr if r is not None else "no answer from the guest agent\n")
-    return problems
+    r = lab.sh(d, "systemctl show -p MainPID -p ExecMainStartTimestamp heartbeat.service; "
+                  "ps -o pid,ppid,lstart,args -C heartbeat; stat -c '%n %y %z' /etc/ha.d/ha.cf /etc/ha.d/authkeys; "
+                  "journalctl -b -q -n 60 -o short-monotonic -t heartbeat -t ResourceManager -t harc")
+    with (lab.workdir / f"rotation-{d.name}.log").open("a") as log:
+        log.write(r.stdout + r.stderr if r is not None else "no answer from the guest agent\n")
+    return [f"{d.name}: heartbeat did not reread authkeys within {REREAD_TIMEOUT:.0f} s of {after} "
+            f"(its log: {lab.workdir}/rotation-{d.name}.log)"]
 
 
-def on_both(lab: Lab, deb: Path, settle: float) -> list[str]:
-    """The step's package on each director in turn, the next only if the one before took it."""
+def switch_together(lab: Lab) -> list[str]:
+    """lvs-cluster-key-switch on both directors at the same moment (one thread each), and both
+    heartbeats' rereads logged."""
+    before = {d.name: rereads(lab, d) for d in lab.directors}
+
+    def one(d: LabNode) -> list[str]:
+        r = lab.sh(d, "lvs-cluster-key-switch 2>&1")
+        if r is None or r.exitcode != 0:
+            return [f"{d.name}: lvs-cluster-key-switch failed: " + ((r.stdout.strip() if r else "") or "no answer")]
+        return []
+    with ThreadPoolExecutor(len(lab.directors)) as pool:
+        problems = [p for ps in pool.map(one, lab.directors) for p in ps]
+    return problems or [p for d in lab.directors
+                        for p in wait_reread(lab, d, before[d.name], "lvs-cluster-key-switch")]
+
+
+def on_both(lab: Lab, step: RotateStep, deb: Path, settle: float) -> list[str]:
+    """The step's package on each director in turn, the next only if the one before took it;
+    at the sign step, then the switch on both together."""
     lab.sleep(settle)
     for d in lab.directors:
-        problems = install(lab, d, deb)
+        problems = install(lab, d, deb, reread=step is not RotateStep.SIGN)
         if problems:
             return problems
-    return []
+    return switch_together(lab) if step is RotateStep.SIGN else []
 
 
 def main_pid(lab: Lab, d: LabNode) -> str | None:
@@ -130,10 +150,9 @@ def rotate(lab: Lab, report: Report, rotation: list[tuple[RotateStep, Path]], ac
     for i, (step, deb) in enumerate(rotation):
         version = deb.name.split("_")[1]
         settle = SETTLE_S if step is RotateStep.DROP else 0.0
-        title = (f"key rotation, {step.value}: {PACKAGE} {version} (dpkg -i, out of band) on both directors, "
-                 f"heartbeat rereads authkeys: {TITLES[step]}")
-        converged = upgrade.step(lab, report, f"k{i + 1}", title, functools.partial(on_both, lab, deb, settle),
-                                 active)
+        title = f"key rotation, {step.value}: {PACKAGE} {version} (dpkg -i, out of band) on both; {TITLES[step]}"
+        converged = upgrade.step(lab, report, f"k{i + 1}", title,
+                                 functools.partial(on_both, lab, step, deb, settle), active)
         if not converged or not report.rows[-1].ok:
             # A step not taken on both directors is no base for the next: it would shut one out.
             report.error = f"key rotation step k{i + 1} failed; the remaining steps did not run"
