@@ -6,9 +6,12 @@ A director with another key than its peer cannot authenticate it and takes the V
 peer holds it: a key that changed without the operator asking is a split brain at the next
 rolling upgrade. So a missing key stops the build with what to do, and each lvs-cluster-key
 package records which keys it carries (their fingerprints, never the keys) for the next build
-to compare: it must accept the previous package's signing key, and the previous package must
-accept its signing key (heartbeat accepts every key authkeys lists and signs with the one `auth`
-selects), so that two directors one step apart always authenticate each other.
+to compare: it must list the previous package's signing key, and the previous package must
+list its signing key. That admits the three steps of a rotation (add a key, sign with it, drop
+the old one) and refuses a new key out of nowhere or a step skipped. heartbeat 3.0.6 itself
+checks every message with its own signing key (whatever key the message names), so at the
+sign step both directors switch together (lvs-cluster-key-switch); add and drop leave the
+signing key as it is.
 
 The key file is authkeys without the method, plus a serial (the lvs-cluster-key version)::
 

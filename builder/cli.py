@@ -155,16 +155,18 @@ def keygen(spec_path: Path | None, authkey_file: Path | None, if_missing: bool) 
 @spec_option
 @authkey_option
 def rotate_key(step: str, spec_path: Path | None, authkey_file: Path | None) -> None:
-    """One step of a key rotation on the cluster's key file: add (a new key, accepted; the old
-    one still signs), sign (the new one signs), drop (the old one goes). After each, build
-    lvs-cluster-key (build-deb cluster-key) and install it on both directors before the next."""
+    """One step of a key rotation on the cluster's key file: add (a new key listed; the old one
+    still signs), sign (the new one signs), drop (the old one goes). After each, build
+    lvs-cluster-key (build-deb cluster-key) and install it on both directors before the next;
+    after sign's, run lvs-cluster-key-switch on both at the same moment (README)."""
     path = authkey_file or authkey.default_path(spec_path)
     hint = authkey.keygen_hint(spec_path, path)
     ring = authkey.rotate(path, authkey.RotateStep(step), hint)
     click.echo(f"{path}: {step}: {ring.summary()}; now: build-deb cluster-key"
                + (f" --spec {spec_path}" if spec_path else "")
                + f", then install lvs-cluster-key {ring.serial} on both directors"
-               + {"add": ", then rotate-key sign", "sign": "; wait a minute, then rotate-key drop",
+               + {"add": ", then rotate-key sign",
+                  "sign": ", then lvs-cluster-key-switch on both at the same moment, then rotate-key drop",
                   "drop": ": the rotation is done"}[step])
 
 

@@ -55,10 +55,10 @@ def cluster_keys(loaded: Loaded, authkey_file: Path | None) -> authkey.Ring:
 
 
 def check_key_continuity(out: Path, ring: authkey.Ring, key_change: bool) -> None:
-    """Refuse keys that a director with the newest lvs-cluster-key in `out` (or, before it
-    existed, lvs-director: the previous version, which the running directors have) and one
-    with these could not authenticate each other with, unless the operator asks for a key
-    change. One rotation step at a time passes: each side accepts the other's signing key."""
+    """Refuse keys that are no rotation step from the newest lvs-cluster-key in `out` (or,
+    before it existed, lvs-director: the previous version, which the running directors have),
+    unless the operator asks for a key change: each must list the other's signing key (add,
+    sign, drop, one at a time; a new key out of nowhere or a step skipped shuts a director out)."""
     if key_change:
         return
     newest = deb.newest(out, Extra.CLUSTER_KEY.package) or deb.newest(out, Role.DIRECTOR.package)

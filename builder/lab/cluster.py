@@ -177,9 +177,13 @@ class Lab:
 
     # -- asking the guests ------------------------------------------------------------
 
-    def sh(self, n: LabNode, script: str, timeout: float = 60, stdin: bytes | None = None) -> GuestResult | None:
-        """A command in a VM (`stdin` its input), or None if the VM or its agent is not there."""
-        return self._ask(n, lambda: n.vm.sh(script, timeout=timeout, stdin=stdin))
+    def sh(self, n: LabNode, script: str, timeout: float = 60) -> GuestResult | None:
+        """A command in a VM, or None if the VM or its agent is not there."""
+        return self._ask(n, lambda: n.vm.sh(script, timeout=timeout))
+
+    def put(self, n: LabNode, path: str, data: bytes, tries: int = 3) -> bool:
+        """`data` into `path` on a VM (a piece at a time, the whole again on a failure)."""
+        return any(self._ask(n, lambda: n.vm.put(path, data)) for _ in range(tries))
 
     def _ask(self, n: LabNode, call: Callable[[], T]) -> T | None:
         """A guest agent call, or None if the VM or its agent is not there."""

@@ -41,14 +41,22 @@ def rereads(lab: Lab, d: LabNode) -> int | None:
 
 
 def install(lab: Lab, d: LabNode, deb: Path, reread: bool = True) -> list[str]:
-    """dpkg -i the package on a director, copied in through its guest agent (on its standard
-    input, never its command line; owner only, removed after). With `reread`, its postinst has
+    """dpkg -i the package on a director, copied in through its guest agent's file calls (never
+    a command line; into root's home, removed after). With `reread`, its postinst has
     heartbeat reread authkeys, which heartbeat's log must say within REREAD_TIMEOUT."""
     before = rereads(lab, d)
-    target = f"/root/{deb.name}"
-    problems = upgrade.install_with(lab, d, f"umask 077; cat > {target}; dpkg -i {target}; rc=$?; rm -f {target}; "
-                                            "(exit $rc)",
-                                    f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1], stdin=deb.read_bytes())
+    target = f"/root/{deb.name}"  # root's home: its owner's only
+    if not lab.put(d, target, deb.read_bytes()):
+        return [f"{d.name}: copying {deb.name} in through its guest agent failed"]
+    # Under a lock: if the agent's answer to the first try is lost, the second waits for it
+    # and installs the same package again (harmless), instead of failing on dpkg's own lock.
+    problems = []
+    for _ in range(2):
+        problems = upgrade.install_with(lab, d, f"flock /root/.{PACKAGE}.lock dpkg -i {target}",
+                                        f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
+        if problems != [f"{d.name}: no answer from its guest agent"]:
+            break
+    lab.sh(d, f"rm -f {target}")
     return problems or (wait_reread(lab, d, before, f"dpkg -i {deb.name}") if reread else [])
 
 

@@ -81,12 +81,11 @@ def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list
     return ok
 
 
-def install_with(lab: Lab, n: LabNode, command: str, what: str, pkg: str, version: str,
-                 stdin: bytes | None = None) -> list[str]:
-    """Run an install `command` on a node (`stdin` its input; its output appended to the
-    workdir's install-NODE.log): it must succeed and leave `pkg` at `version`."""
+def install_with(lab: Lab, n: LabNode, command: str, what: str, pkg: str, version: str) -> list[str]:
+    """Run an install `command` on a node (its output appended to the workdir's
+    install-NODE.log): it must succeed and leave `pkg` at `version`."""
     r = lab.sh(n, f"{command} 2>&1; echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}",
-               timeout=UPGRADE_STEP_TIMEOUT, stdin=stdin)
+               timeout=UPGRADE_STEP_TIMEOUT)
     if r is None:
         return [f"{n.name}: no answer from its guest agent"]
     log = lab.workdir / f"install-{n.name}.log"
