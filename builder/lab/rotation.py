@@ -8,6 +8,7 @@ the other."""
 from __future__ import annotations
 
 import functools
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def rotated(lab: Lab, last: Path, pids: dict[str, str | None], steps: int, since
         if not out or out[0] != version or "verified" not in out:
             problems.append(f"{d.name}: {PACKAGE} {out[0] if out else '?'}, authkeys "
                             + ("as shipped" if "verified" in out else "not as the package shipped it"))
-        keys = [ln for ln in r.stdout.splitlines() if ln[:1].isdigit()]
+        keys = [ln for ln in r.stdout.splitlines() if re.fullmatch(r"\d+ sha256:[0-9a-f]+", ln.strip())]
         if len(keys) != 1:
             problems.append(f"{d.name}: authkeys lists {len(keys)} keys, not the new one alone")
         reread = next((int(w.split("=")[1]) for w in out if w.startswith("reread=") and w[7:].isdigit()), 0)
