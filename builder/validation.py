@@ -59,17 +59,17 @@ def _positive(c: Collector, path: str, value: int | float | None) -> None:
 def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem]:
     warnings: list[Problem] = []
 
-    if not _NAME_RE.match(m.name):
+    if not _NAME_RE.fullmatch(m.name):
         c.add("name", f"{m.name!r} is not a valid cluster name (lower-case letters, digits, '-')")
 
     v = m.package.version
-    if not re.match(r"^[0-9][A-Za-z0-9.+~]*$", v):
+    if not re.fullmatch(r"^[0-9][A-Za-z0-9.+~]*$", v):
         c.add("package.version", f"{v!r} is not a Debian native version (digits first, then [A-Za-z0-9.+~])")
 
-    if not re.match(r"^[^<>]*[^<>\s] <[^@<>\s]+@[^@<>\s]+\.[^@<>\s]+>$", m.package.maintainer):
+    if not re.fullmatch(r"^[^<>]*[^<>\s] <[^@<>\s]+@[^@<>\s]+\.[^@<>\s]+>$", m.package.maintainer):
         c.add("package.maintainer", f"{m.package.maintainer!r} is not 'Full Name <address@domain>'")
 
-    if not _IFACE_RE.match(m.network.interface):
+    if not _IFACE_RE.fullmatch(m.network.interface):
         c.add("network.interface", f"{m.network.interface!r} is not an interface name")
     if not 8 <= m.network.prefix <= 30:
         c.add("network.prefix", f"/{m.network.prefix} leaves no room for a cluster (8-30)")
@@ -87,7 +87,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
     for group in ("directors", "real_servers"):
         for i, node in enumerate(getattr(m, group)):
             p = f"{group}[{i}]"
-            if not _NAME_RE.match(node.name):
+            if not _NAME_RE.fullmatch(node.name):
                 c.add(f"{p}.name", f"{node.name!r} is not a valid host name (lower-case letters, digits, '-')")
             elif node.name in names:
                 c.add(f"{p}.name", f"{node.name!r} is already the name of {names[node.name]}")
@@ -99,7 +99,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
                 owners[node.address] = p
             if node.mac is not None:
                 mac = node.mac.lower()
-                if not _MAC_RE.match(mac):
+                if not _MAC_RE.fullmatch(mac):
                     c.add(f"{p}.mac", f"{node.mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
                 elif int(mac[:2], 16) & 1:
                     c.add(f"{p}.mac", f"{node.mac!r} is a multicast MAC; a NIC needs a unicast one")
@@ -107,7 +107,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
                     c.add(f"{p}.mac", f"{node.mac!r} is already the MAC of {macs[mac]}")
                 else:
                     macs[mac] = p
-            if node.interface is not None and not _IFACE_RE.match(node.interface):
+            if node.interface is not None and not _IFACE_RE.fullmatch(node.interface):
                 c.add(f"{p}.interface", f"{node.interface!r} is not an interface name")
 
     subnet = m.subnet if m.directors else None
@@ -198,20 +198,20 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
     _positive(c, "ldirectord.checktimeout", ld.checktimeout)
     _positive(c, "ldirectord.negotiatetimeout", ld.negotiatetimeout)
     _positive(c, "ldirectord.failurecount", ld.failurecount)
-    if not _FACILITY_RE.match(ld.logfile):
+    if not _FACILITY_RE.fullmatch(ld.logfile):
         c.add("ldirectord.logfile", f"{ld.logfile!r} is neither a syslog facility nor an absolute path")
     if ld.emailalert is not None and "@" not in ld.emailalert:
         c.add("ldirectord.emailalert", f"{ld.emailalert!r} is not an e-mail address")
 
     _check_heartbeat(m, c, allow_weak_auth, warnings)
 
-    if not _IFACE_RE.match(m.sync_interface):
+    if not _IFACE_RE.fullmatch(m.sync_interface):
         c.add("sync_daemon.interface", f"{m.sync_interface!r} is not an interface name")
     if not 0 <= m.sync_daemon.syncid <= 255:
         c.add("sync_daemon.syncid", f"{m.sync_daemon.syncid} is not a sync id (0-255)")
 
     tp = m.pages.test.path
-    if tp.startswith("/") or "/" in tp or not re.match(r"^[A-Za-z0-9._-]+$", tp):
+    if tp.startswith("/") or "/" in tp or not re.fullmatch(r"^[A-Za-z0-9._-]+$", tp):
         c.add("pages.test.path", f"{tp!r} must be a plain file name such as ldirector.html")
 
     if m.provisioning is not None:
@@ -240,7 +240,7 @@ def _check_provisioning(m: Cluster, pv: Provisioning, c: Collector, owners: dict
               "the segment the machines boot on")
     elif subnet is not None and pv.server in (subnet.network_address, subnet.broadcast_address):
         c.add("provisioning.server", f"{pv.server} is the subnet's network or broadcast address")
-    if not _IFACE_RE.match(pv.interface):
+    if not _IFACE_RE.fullmatch(pv.interface):
         c.add("provisioning.interface", f"{pv.interface!r} is not an interface name")
     _port(c, "provisioning.http_port", pv.http_port)
     if pv.pool is not None:
@@ -304,7 +304,7 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
             serials += 1
             if md.device is None:
                 c.add(f"{p}.device", "required for a serial medium")
-            elif not _SERIAL_RE.match(md.device):
+            elif not _SERIAL_RE.fullmatch(md.device):
                 c.add(f"{p}.device", f"{md.device!r} is not a serial device (/dev/ttyS0, /dev/ttyUSB0, ...)")
             if md.baud not in (9600, 19200, 38400, 57600, 115200, 230400):
                 c.add(f"{p}.baud", f"{md.baud} is not a baud rate heartbeat supports")
@@ -314,7 +314,7 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
         if md.device is not None:
             c.add(f"{p}.device", f"only for a serial medium, not {md.type.value}")
         iface = md.interface or m.network.interface
-        if not _IFACE_RE.match(iface):
+        if not _IFACE_RE.fullmatch(iface):
             c.add(f"{p}.interface", f"{iface!r} is not an interface name")
         if md.type is MediaType.MCAST:
             if md.group is None:
@@ -360,7 +360,7 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
     for i, a in enumerate(hb.apiauth):
         if a.uid is None and a.gid is None:
             c.add(f"heartbeat.apiauth[{i}]", "needs uid or gid")
-    if not _FACILITY_RE.match(hb.logfacility):
+    if not _FACILITY_RE.fullmatch(hb.logfacility):
         c.add("heartbeat.logfacility", f"{hb.logfacility!r} is not a syslog facility")
     if hb.auth is not AuthMethod.SHA1:
         if not allow_weak_auth:

@@ -143,6 +143,17 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"provisioning.dhcp": "proxy"},
      "provisioning.pool: proxy mode leaves every address to the other DHCP server: drop the pool or use "
      "dhcp: static"),
+    # A trailing newline is no part of a name (`$` alone matched before it): refused, on one line.
+    ({"name": "reference\n"}, "name: 'reference\\n' is not a valid cluster name (lower-case letters, digits, '-')"),
+    ({"directors[0].name": "loadb1\n"},
+     "directors[0].name: 'loadb1\\n' is not a valid host name (lower-case letters, digits, '-')"),
+    ({"network.interface": "eth0\n"}, "network.interface: 'eth0\\n' is not an interface name"),
+    ({"directors[0].mac": "52:54:00:00:01:03\n"},
+     "directors[0].mac: '52:54:00:00:01:03\\n' is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+    ({"package.version": "1.0\n"},
+     "package.version: '1.0\\n' is not a Debian native version (digits first, then [A-Za-z0-9.+~])"),
+    ({"pages.test.path": "ldirector.html\n"},
+     "pages.test.path: 'ldirector.html\\n' must be a plain file name such as ldirector.html"),
 ]
 
 
