@@ -24,6 +24,8 @@ class _Invalid:
 
 
 INVALID = _Invalid()
+MAX_TEXT = 1024  # characters in one text field
+PAGE_TEXTS = frozenset({"pages.test.content", "pages.fallback"})  # whole files, not configuration lines
 
 _HINTS = typing.get_type_hints
 
@@ -93,6 +95,18 @@ def _load_value(tp: Any, value: Any, path: str, c: Collector) -> Any:
         return INVALID
     if tp is str:
         if isinstance(value, str) and value != "":
+            # Every other text field lands in some configuration file, one line of it: a line
+            # break or another control character would add lines of its own (`user: "x\nnode
+            # evil"`). A page's content is a file of its own, and may have lines.
+            lines_ok = "\n\t" if path in PAGE_TEXTS else ""
+            bad = next((ch for ch in value if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in lines_ok), None)
+            if bad is not None:
+                c.add(path, f"{_describe(value)} holds a control character ({bad!r}); no configuration line "
+                      "may have one")
+                return INVALID
+            if len(value) > MAX_TEXT:
+                c.add(path, f"{len(value)} characters is longer than any field needs (at most {MAX_TEXT})")
+                return INVALID
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)

@@ -143,17 +143,25 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"provisioning.dhcp": "proxy"},
      "provisioning.pool: proxy mode leaves every address to the other DHCP server: drop the pool or use "
      "dhcp: static"),
-    # A trailing newline is no part of a name (`$` alone matched before it): refused, on one line.
-    ({"name": "reference\n"}, "name: 'reference\\n' is not a valid cluster name (lower-case letters, digits, '-')"),
-    ({"directors[0].name": "loadb1\n"},
-     "directors[0].name: 'loadb1\\n' is not a valid host name (lower-case letters, digits, '-')"),
-    ({"network.interface": "eth0\n"}, "network.interface: 'eth0\\n' is not an interface name"),
-    ({"directors[0].mac": "52:54:00:00:01:03\n"},
-     "directors[0].mac: '52:54:00:00:01:03\\n' is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-    ({"package.version": "1.0\n"},
-     "package.version: '1.0\\n' is not a Debian native version (digits first, then [A-Za-z0-9.+~])"),
-    ({"pages.test.path": "ldirector.html\n"},
-     "pages.test.path: 'ldirector.html\\n' must be a plain file name such as ldirector.html"),
+    # No text field may hold a line break or another control character: each lands on one line
+    # of some configuration file (ha.cf, ldirectord.cf, haresources, sysctl) and would add lines.
+    ({"name": "reference\n"}, "name: 'reference\\n' holds a control character ('\\n'); no configuration "
+     "line may have one"),
+    ({"directors[0].name": "loadb1\n"}, "directors[0].name: 'loadb1\\n' holds a control character ('\\n'); "
+     "no configuration line may have one"),
+    ({"directors[0].mac": "52:54:00:00:01:03\n"}, "directors[0].mac: '52:54:00:00:01:03\\n' holds a control "
+     "character ('\\n'); no configuration line may have one"),
+    ({"package.version": "1.0\n"}, "package.version: '1.0\\n' holds a control character ('\\n'); no "
+     "configuration line may have one"),
+    ({"heartbeat.respawn[0].user": "hacluster\nnode evil"}, "heartbeat.respawn[0].user: 'hacluster\\nnode evil' "
+     "holds a control character ('\\n'); no configuration line may have one"),
+    ({f"{S}.check.virtualhost": "www.example.org\rnode evil"}, f"{S}.check.virtualhost: 'www.example.org\\rnode "
+     "evil' holds a control character ('\\r'); no configuration line may have one"),
+    ({"package.maintainer": "Ops\tTeam <ops@example.org>"}, "package.maintainer: 'Ops\\tTeam <ops@example.org>' "
+     "holds a control character ('\\t'); no configuration line may have one"),
+    ({"name": "a" * 1025}, "name: 1025 characters is longer than any field needs (at most 1024)"),
+    ({"pages.fallback": "Down.\n\x1b[2J"}, "pages.fallback: 'Down.\\n\\x1b[2J' holds a control character "
+     "('\\x1b'); no configuration line may have one"),
 ]
 
 
@@ -206,6 +214,12 @@ def test_cli_reports_every_problem_and_writes_nothing(tmp_path: Path, reference:
         assert all(line.startswith("error: ") for line in lines)
         assert len(lines) == 2
     assert sorted(tmp_path.rglob("*")) == before  # no key, no out dir, nothing
+
+
+def test_a_page_may_have_lines(reference: dict[str, Any]) -> None:
+    reference.setdefault("pages", {})["fallback"] = "Service degraded.\n\tEvery real server is down.\n"
+    cluster, _ = loading.load(reference)
+    assert cluster.pages.fallback.count("\n") == 2
 
 
 def test_missing_fallback_is_a_warning_not_an_error(reference: dict[str, Any]) -> None:
