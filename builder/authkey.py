@@ -111,7 +111,7 @@ class Record:
     accepted: frozenset[str]
 
     def accepts(self, other: Record) -> bool:
-        """Two directors one with each can authenticate each other."""
+        """One rotation step apart (or none): each lists the other's signing key."""
         return other.signing in self.accepted and self.signing in other.accepted
 
 

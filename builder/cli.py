@@ -454,7 +454,7 @@ def repo_group() -> None:
               help="the address to listen on [default: the host of the URL the repository was published for]")
 @click.option("--port", type=int, default=None, help="[default: the port of that URL]")
 @click.option("--director", "directors", multiple=True, metavar="ADDR",
-              help="another address of a director (lvs-director_*.deb, which carries the cluster key, goes to the "
+              help="another address of a director (lvs-director_*.deb, the directors' configuration, goes to the "
                    "spec's directors' addresses and these only)")
 def repo_serve(root: Path, address: str | None, port: int | None, directors: tuple[str, ...]) -> None:
     """Serve the repository over HTTP in the foreground until Ctrl-C (for small sites)."""

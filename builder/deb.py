@@ -85,8 +85,9 @@ DESCRIPTION = {
         "The keys heartbeat authenticates the {name} cluster's directors with\n"
         "(/etc/ha.d/authkeys). It is a secret: install it on the directors only,\n"
         "with their image or out of band; it is never published in the cluster's\n"
-        "repository. A running heartbeat rereads the keys when it is installed, so\n"
-        "that a key rotation needs no restart."
+        "repository. A running heartbeat rereads the keys when it is installed (at\n"
+        "a rotation's sign step, when lvs-cluster-key-switch runs on both\n"
+        "directors), so that a key rotation needs no restart."
     ),
 }
 

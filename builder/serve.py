@@ -3,7 +3,7 @@
 - It listens only on the address it is given (never every address).
 - It lists no directory and serves no dot-file (a name beginning with '.': the metadata the
   builders keep beside what they publish).
-- A file the policy calls private (the ones that carry the cluster key) goes only to the
+- A file the policy calls private (the directors' own files) goes only to the
   addresses the policy names for it: the directors'. Anyone else gets 403, as does an address
   outside `members` when the policy names members at all.
 - Every answer is the file as it is now: HTTP dates have whole seconds, so an index published

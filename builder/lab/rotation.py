@@ -55,7 +55,7 @@ def install(lab: Lab, d: LabNode, deb: Path, reread: bool = True) -> list[str]:
     for _ in range(2):
         problems = upgrade.install_with(lab, d, f"flock /root/.{PACKAGE}.lock dpkg -i {target}",
                                         f"dpkg -i {deb.name}", PACKAGE, deb.name.split("_")[1])
-        if problems != [f"{d.name}: no answer from its guest agent"]:
+        if problems != [f"{d.name}: {upgrade.NO_ANSWER}"]:
             break
     lab.sh(d, f"rm -f {target}")
     return problems or (wait_reread(lab, d, before, f"dpkg -i {deb.name}") if reread else [])
@@ -129,7 +129,7 @@ def rotated(lab: Lab, last: Path, pids: dict[str, str | None], steps: int, since
                       f"echo reread=$(journalctl -b -q -o cat | grep -c '{REREAD}'); "
                       f"echo peer=$(cl_status nodestatus {peer.node.name})")
         if r is None:
-            problems.append(f"{d.name}: no answer from its guest agent")
+            problems.append(f"{d.name}: {upgrade.NO_ANSWER}")
             continue
         out = r.stdout.split()
         if not out or out[0] != version or "verified" not in out:

@@ -26,6 +26,7 @@ from .report import Report, Row
 # .dpkg-dist).
 MAINTENANCE_DIR = "/var/lib/lvs-director/maintenance"   # ldirectord's maintenancedir
 UPGRADE_STEP_TIMEOUT = 300
+NO_ANSWER = "no answer from its guest agent"
 POLL = 1.0
 
 
@@ -87,7 +88,7 @@ def install_with(lab: Lab, n: LabNode, command: str, what: str, pkg: str, versio
     r = lab.sh(n, f"{command} 2>&1; echo \"exit $?\"; dpkg-query -W -f '${{Version}}\\n' {pkg}",
                timeout=UPGRADE_STEP_TIMEOUT)
     if r is None:
-        return [f"{n.name}: no answer from its guest agent"]
+        return [f"{n.name}: {NO_ANSWER}"]
     log = lab.workdir / f"install-{n.name}.log"
     with log.open("a") as f:
         f.write(r.stdout + r.stderr)
