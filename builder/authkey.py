@@ -78,7 +78,7 @@ class Ring:
     def summary(self) -> str:
         others = [fingerprint(k) for i, k in self.keys if i != self.auth]
         return (f"serial {self.serial}, signing {fingerprint(self.signing)}"
-                + (f", also accepting {', '.join(others)}" if others else ""))
+                + (f", also listing {', '.join(others)}" if others else ""))
 
     def rotated(self, step: RotateStep, new_key: str | None = None) -> Ring:
         """The ring after one rotation step; a step out of order is refused."""
