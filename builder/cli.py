@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, authkey, lab, pipeline, spec
-from .errors import BuilderError, SpecError, ToolError
+from . import __version__, authkey, lab, pipeline, pxe, spec, writer
+from .errors import BuilderError, Interrupted, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
 from .repo import VALID_DAYS
@@ -54,6 +55,12 @@ def authkey_option(f: Any) -> Any:
                         help="the cluster's heartbeat key (made by keygen); default: beside the spec")(f)
 
 
+def force_option(f: Any) -> Any:
+    return click.option("--force", is_flag=True,
+                        help="write into an --out that is not empty and not lvs-builder's (its files are kept; "
+                             "lvs-builder never removes what it did not write)")(f)
+
+
 def key_change_option(f: Any) -> Any:
     return click.option("--key-change", is_flag=True,
                         help="build with keys that the directors running the previous lvs-cluster-key cannot "
@@ -71,15 +78,39 @@ def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: b
     return loaded
 
 
+def _interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _os_line(e: OSError) -> str:
+    """An OS error as one line naming the file: "out: Read-only file system"."""
+    where = e.filename if e.filename is not None else ""
+    if e.filename2 is not None:
+        where = f"{where} -> {e.filename2}"
+    return f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
+
+
 class Command(click.Command):
-    """A command that turns library errors into one line each and its exit code, also when
-    it runs on its own (build-deb, build-image)."""
+    """A command that turns library errors, OS errors (a read-only or full --out) and signals
+    (Ctrl-C, SIGTERM, SIGHUP: everything staged is removed on the way out) into one line each
+    and a non-zero exit, also when it runs on its own (build-deb, build-image)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return super().invoke(ctx)
         except BuilderError as e:
             _fail(e)
+        except OSError as e:
+            _err(f"error: {_os_line(e)}")
+            sys.exit(1)
+        except (KeyboardInterrupt, Interrupted) as e:
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            _err(f"error: stopped by {signal.Signals(signum).name}; what was being built was removed")
+            sys.exit(128 + signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class Group(click.Group):
@@ -179,12 +210,16 @@ def rotate_key(step: str, spec_path: Path | None, authkey_file: Path | None) -> 
 @spec_option
 @authkey_option
 @weak_option
+@force_option
 def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | None,
-           authkey_file: Path | None, allow_weak_auth: bool) -> None:
+           authkey_file: Path | None, allow_weak_auth: bool, force: bool) -> None:
     """Render every file a ROLE node gets into --out (staged, then renamed); cluster-key: the
     directors' heartbeat keys (/etc/ha.d/authkeys)."""
+    if not dry_run:
+        writer.claim(out, force)
     loaded = _load(spec_path, allow_weak_auth=allow_weak_auth)
-    changes = pipeline.render_role(loaded, _kind(role), out, authkey_file=authkey_file, dry_run=dry_run)
+    changes = pipeline.render_role(loaded, _kind(role), out, authkey_file=authkey_file, dry_run=dry_run,
+                                   force=force)
     for ch in changes:
         if ch.kind != "same":
             click.echo(f"{'would write' if dry_run else 'wrote'} {ch.kind:7} {ch.path}")
@@ -345,10 +380,12 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
 @authkey_option
 @key_change_option
 @weak_option
+@force_option
 def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, authkey_file: Path | None,
-              key_change: bool, allow_weak_auth: bool) -> None:
+              key_change: bool, allow_weak_auth: bool, force: bool) -> None:
     """Make a PXE boot tree: pxelinux entries by MAC, the role images' kernels and root
     filesystems, dnsmasq configuration; `lvs-builder pxe serve --dir OUT` serves it."""
+    writer.claim(out, force, legacy=pxe.MANIFEST)
     loaded = _load(spec_path, None, allow_weak_auth)
     start = time.monotonic()
 
@@ -356,7 +393,7 @@ def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, a
         click.echo(f"  {time.monotonic() - start:6.0f}s  {msg}", err=True)
 
     manifest = pipeline.build_pxe(loaded, images, out, build=not no_build, authkey_file=authkey_file,
-                                  key_change=key_change, on_step=progress)
+                                  key_change=key_change, on_step=progress, force=force)
     for role, info in manifest["roles"].items():
         sizes = ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in info["bytes"].items())
         click.echo(f"{role}: {sizes}")
@@ -408,12 +445,14 @@ def pxe_serve(tree: Path, interface: str, proxy: bool) -> None:
 @authkey_option
 @key_change_option
 @weak_option
+@force_option
 def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, insecure: bool, valid_days: int,
                url: str | None,
-               authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
+               authkey_file: Path | None, key_change: bool, allow_weak_auth: bool, force: bool) -> None:
     """Publish the spec's role packages into an apt repository, with its sources entry."""
     from . import repo
 
+    writer.claim(out, force, legacy=repo.ACCESS)
     loaded = _load(spec_path, None, allow_weak_auth)
     if url and loaded.cluster.repository is not None and url != loaded.cluster.repository.url:
         raise BuilderError(f"build-repo: --url {url}: the spec's repository.url ({loaded.cluster.repository.url}) "
@@ -432,7 +471,7 @@ def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, insecure
                                                        authkey_file=authkey_file, key_change=key_change,
                                                        previous=out)]
         built = repo.build(loaded.cluster, debs, out, url, sign_key, spec_key=pipeline.repo_key(loaded),
-                           valid_days=valid_days)
+                           valid_days=valid_days, force=force)
     for package, version in built.packages:
         click.echo(f"{package} {version}")
     click.echo(f"built {out}" + (f", signed by {built.signed_by}" if built.signed_by else ", UNSIGNED")
@@ -452,7 +491,7 @@ def repo_group() -> None:
               help="the repository build-repo made")
 @click.option("--address", default=None,
               help="the address to listen on [default: the host of the URL the repository was published for]")
-@click.option("--port", type=int, default=None, help="[default: the port of that URL]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="[default: the port of that URL]")
 @click.option("--director", "directors", multiple=True, metavar="ADDR",
               help="another address of a director (lvs-director_*.deb, the directors' configuration, goes to the "
                    "spec's directors' addresses and these only)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,7 +16,8 @@ from . import authkey, deb, image, model, pxe, repo, spec
 from .errors import BuilderError, Problem
 from .model import Cluster, Extra, Kind, Release, Role
 from .render import FileSpec, render
-from .writer import Change, compare, write_tree
+from .run import require
+from .writer import Change, compare, staging, write_tree
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,11 @@ def role_files(loaded: Loaded, role: Kind, authkey_file: Path | None) -> dict[st
 
 
 def render_role(loaded: Loaded, role: Kind, out: Path, *, authkey_file: Path | None = None,
-                dry_run: bool = False) -> list[Change]:
+                dry_run: bool = False, force: bool = False) -> list[Change]:
     files = role_files(loaded, role, authkey_file)
     if dry_run:
         return compare(files, out)
-    return write_tree(files, out)
+    return write_tree(files, out, force)
 
 
 def extras(cluster: Cluster) -> list[Kind]:
@@ -131,12 +133,18 @@ def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Pa
     ring = cluster_keys(loaded, authkey_file) if Extra.CLUSTER_KEY in kinds else None
     if ring is not None:
         check_key_continuity(previous or out, ring, key_change)
+    require("dpkg-deb", "dpkg")  # before `out` is made
+    out.mkdir(parents=True, exist_ok=True)
     results = []
-    for kind in kinds:
-        built = deb.build(loaded.cluster, kind, out, ring if kind is Extra.CLUSTER_KEY else None, repo_key(loaded))
-        verdict = deb.lintian(built.path) if lint else None
-        results.append((built, verdict))
-    return results
+    with staging(out / "debs") as tmp:  # all or nothing: each moves into `out` once all are built
+        for kind in kinds:
+            built = deb.build(loaded.cluster, kind, tmp, ring if kind is Extra.CLUSTER_KEY else None,
+                              repo_key(loaded))
+            verdict = deb.lintian(built.path) if lint else None
+            results.append((built, verdict))
+        for built, _ in results:
+            os.replace(built.path, out / built.path.name)
+    return [(dataclasses.replace(b, path=out / b.path.name), v) for b, v in results]
 
 
 def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
@@ -190,7 +198,8 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
 
 
 def build_pxe(loaded: Loaded, images: Path, out: Path, *, build: bool, authkey_file: Path | None = None,
-              key_change: bool = False, on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+              key_change: bool = False, on_step: Callable[[str], None] = lambda s: None,
+              force: bool = False) -> dict[str, Any]:
     """The PXE tree of a spec, from its current role images (built first if needed)."""
     pxe.check_ready(loaded.cluster)  # before anything is built
     pxe.check_tools()
@@ -199,7 +208,7 @@ def build_pxe(loaded: Loaded, images: Path, out: Path, *, build: bool, authkey_f
     roles = {role: pxe.RoleFiles(path, path.with_suffix(".vmlinuz"), path.with_suffix(".initrd"))
              for role, path in found.items()}
     on_step(f"making {out}: squashfs root filesystems from the images, pxelinux entries, dnsmasq configuration")
-    return pxe.build_tree(loaded.cluster, roles, out)
+    return pxe.build_tree(loaded.cluster, roles, out, force)
 
 
 def lab_pxe_tree(loaded: Loaded, images: Path, tree: Path, *, build: bool, authkey_file: Path | None = None,

@@ -144,7 +144,7 @@ def check_tools() -> None:
             raise BuilderError(f"{path}: missing; install {pkg} (apt install {pkg})")
 
 
-def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dict[str, Any]:
+def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path, force: bool = False) -> dict[str, Any]:
     """Build the whole tree in a staging directory beside `out`, then rename it into place."""
     check_tools()
     configs = render_configs(cluster)  # refuses a spec it cannot roll out
@@ -186,7 +186,7 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path) -> dic
                 # the director's root filesystem carries the cluster key: its owner only (pxe serve
                 # runs as that owner); the rest is what dnsmasq and HTTP hand anyone on the segment
                 os.chmod(path, KEY_MODE if Path(path).is_relative_to(tmp / "http" / Role.DIRECTOR.value) else 0o644)
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, force, legacy=MANIFEST)
     return manifest
 
 

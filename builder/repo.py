@@ -136,7 +136,7 @@ def _release(root: Path, cluster: Cluster, valid_days: int) -> str:
 
 
 def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None,
-          spec_key: str | None = None, valid_days: int = VALID_DAYS) -> Repo:
+          spec_key: str | None = None, valid_days: int = VALID_DAYS, force: bool = False) -> Repo:
     """Publish `debs` into the repository at `out` (keeping the versions already there).
     `spec_key`: the public key the spec's repository.key names, which the role packages'
     sources entry trusts: the repository must be signed with it."""
@@ -179,7 +179,7 @@ def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str
             "url": url, "directors": sorted(str(n.address) for n in cluster.directors)}, indent=1) + "\n")
         held = sorted((p["Package"], p["Version"])
                       for p in deb822.Packages.iter_paragraphs(packages, use_apt_pkg=False))
-        replace_dir(root, out)
+        replace_dir(root, out, force, legacy=ACCESS)
     return Repo(out, held, fpr, out / render.sources_name(cluster))
 
 
