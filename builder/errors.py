@@ -42,3 +42,12 @@ class ToolError(BuilderError):
         if tail:
             msg += "\n" + tail
         super().__init__(msg)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C (every staging directory removed, every child
+    stopped), past any `except Exception`."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signum)

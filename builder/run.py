@@ -26,6 +26,20 @@ def require(tool: str, package: str | None = None) -> str:
     return found
 
 
+STOP_GRACE = 30  # seconds a tool has to clean up after SIGTERM (diskimage-builder unmounts)
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    """We are unwinding (a signal, an error): the tool gets SIGTERM and time to clean up, then SIGKILL."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def run(
     cmd: Sequence[str | os.PathLike[str]],
     *,
@@ -62,21 +76,31 @@ def run(
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT) as child:
                 assert child.stdout is not None
-                for text_line in child.stdout:
-                    out_target.write(text_line)
-                    if on_line is not None:
-                        on_line(text_line.rstrip("\n"))
+                try:
+                    for text_line in child.stdout:
+                        out_target.write(text_line)
+                        if on_line is not None:
+                            on_line(text_line.rstrip("\n"))
+                except BaseException:
+                    _stop(child)
+                    raise
             proc = subprocess.CompletedProcess(argv, child.returncode, "", None)
         else:
-            proc = subprocess.run(
+            with subprocess.Popen(
                 argv,
                 env=full_env,
                 cwd=cwd,
-                input=input,
                 text=True,
+                stdin=subprocess.PIPE if input is not None else None,
                 stdout=subprocess.PIPE if capture else None,
                 stderr=(subprocess.STDOUT if merge_stderr else subprocess.PIPE) if capture else None,
-            )
+            ) as child:
+                try:
+                    stdout, stderr = child.communicate(input)
+                except BaseException:
+                    _stop(child)
+                    raise
+            proc = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
     finally:
         if out_target:
             out_target.close()

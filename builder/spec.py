@@ -6,7 +6,10 @@ addresses are not sexagesimal numbers, and `on`/`off` stay words (ldirectord's c
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +21,7 @@ from . import loading, model
 from .errors import Problem, SpecError
 
 REFERENCE_NAME = "reference.yaml"
+MAX_BYTES = 1 << 20  # a spec file; the reference cluster's is 4 KB
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,9 +80,17 @@ def read_source(path: Path | None) -> Source:
     if path is None:
         return Source(None, reference_text())
     try:
-        raw = path.read_bytes()
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                what = "a directory" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else \
+                    "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+                raise SpecError([Problem(str(path), f"{what}, not a regular file; give the spec as a file")])
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise SpecError([Problem(str(path), f"cannot read: {e.strerror}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError([Problem(str(path), f"larger than {MAX_BYTES // 1024} KiB; a spec is a few KB")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -94,6 +106,10 @@ def parse(text: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError([Problem("spec", f"{where}not valid YAML: {problem}")]) from None
+    except RecursionError:
+        raise SpecError([Problem("spec", "not valid YAML here: nested too deep")]) from None
+    except ValueError:  # PyYAML's int(): a number of thousands of digits (Python's limit)
+        raise SpecError([Problem("spec", f"a number of more than {sys.get_int_max_str_digits()} digits")]) from None
     if data is None:
         raise SpecError([Problem("spec", "empty; `lvs-builder init` writes a starter spec")])
     return data
