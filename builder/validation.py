@@ -56,6 +56,48 @@ def _positive(c: Collector, path: str, value: int | float | None) -> None:
         c.add(path, f"must be greater than 0, got {value:g}")
 
 
+_LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+
+
+def _unusable(a: IPv4Address, subnet: IPv4Network | None, gateway: IPv4Address | None, *,
+              loopback_ok: bool = False, gateway_ok: bool = False) -> str | None:
+    """Why address `a` cannot be a host's (a node, a VIP, a fallback, a ping node), or None."""
+    if a.is_unspecified:
+        return "the unspecified address"
+    if a == _LIMITED_BROADCAST:
+        return "the limited broadcast address"
+    if a.is_multicast:
+        return "a multicast address"
+    if a.is_loopback and not loopback_ok:
+        return "a loopback address (this machine itself, on every node)"
+    if a.is_reserved:
+        return "a reserved address (240.0.0.0/4)"
+    if subnet is not None and subnet.prefixlen < 31 and a in (subnet.network_address, subnet.broadcast_address):
+        which = "network" if a == subnet.network_address else "broadcast"
+        return f"the {which} address of {subnet}"
+    if gateway is not None and a == gateway and not gateway_ok:
+        return "the gateway's address (network.gateway)"
+    return None
+
+
+def _check_addresses(m: Cluster, c: Collector, subnet: IPv4Network | None) -> None:
+    gw = m.network.gateway
+    places: list[tuple[str, IPv4Address, dict[str, bool]]] = [
+        *((f"{g}[{i}].address", n.address, {}) for g in ("directors", "real_servers")
+          for i, n in enumerate(getattr(m, g))),
+        *((f"virtual_services[{i}].address", vs.address, {}) for i, vs in enumerate(m.virtual_services)),
+        *((f"virtual_services[{i}].fallback.address", vs.fallback.address, {"loopback_ok": True})
+          for i, vs in enumerate(m.virtual_services) if vs.fallback is not None),
+        *((f"heartbeat.ping_nodes[{i}]", a, {"gateway_ok": True}) for i, a in enumerate(m.heartbeat.ping_nodes)),
+    ]
+    if gw is not None:
+        places.append(("network.gateway", gw, {"gateway_ok": True}))
+    for path, a, opts in places:
+        why = _unusable(a, subnet, gw, **opts)
+        if why is not None:
+            c.add(path, f"{a} is {why}; it cannot be used here")
+
+
 def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem]:
     warnings: list[Problem] = []
 
@@ -101,6 +143,8 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
                 mac = node.mac.lower()
                 if not _MAC_RE.fullmatch(mac):
                     c.add(f"{p}.mac", f"{node.mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+                elif mac == "00:00:00:00:00:00":
+                    c.add(f"{p}.mac", f"{node.mac!r} is no NIC's MAC (the loopback's)")
                 elif int(mac[:2], 16) & 1:
                     c.add(f"{p}.mac", f"{node.mac!r} is a multicast MAC; a NIC needs a unicast one")
                 elif mac in macs:
@@ -120,6 +164,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
                   f"({subnet.broadcast_address})")
         if m.network.gateway is not None and m.network.gateway not in subnet:
             c.add("network.gateway", f"{m.network.gateway} is not on the directors' subnet {subnet}")
+    _check_addresses(m, c, subnet)
 
     # Virtual services.
     if not m.virtual_services:
