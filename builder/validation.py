@@ -38,6 +38,12 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _SERIAL_RE = re.compile(r"^/dev/tty[A-Za-z0-9]+$")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a user or group name, as Debian's adduser takes it
+_USERS_RE = re.compile(rf"{_USER_RE.pattern}(,{_USER_RE.pattern})*")  # heartbeat's uid=/gid= lists
+_CLIENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # an apiauth client (ipfail, ccm, default)
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+                      r"(:[0-9]{1,5})?")  # an HTTP Host: header
+_QUOTED_RE = re.compile(r'[^"\\]*')  # what ldirectord.cf holds between double quotes
 _FACILITY_RE = re.compile(r"^(local[0-7]|daemon|user|syslog|auth|authpriv|none|/\S+)$")
 MAX_TIMING_S = 3600  # heartbeat timings: anything longer is a typo, and * 1000 must stay finite
 _CHECK_SERVICES = (
@@ -234,8 +240,9 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
                                     "(the tutorial's fallback is 127.0.0.1:80 gate)"))
         else:
             _port(c, f"{p}.fallback.port", vs.fallback.port)
-        _check_check(m, vs, c, f"{p}.check")
-        if vs.emailalert is not None and "@" not in vs.emailalert:
+        _check_check(m, vs, c, f"{p}.check", warnings)
+        if vs.emailalert is not None and ("@" not in vs.emailalert or not _QUOTED_RE.fullmatch(vs.emailalert)
+                                          or any(ch.isspace() for ch in vs.emailalert)):
             c.add(f"{p}.emailalert", f"{vs.emailalert!r} is not an e-mail address")
 
     ld = m.ldirectord
@@ -245,7 +252,8 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
     _positive(c, "ldirectord.failurecount", ld.failurecount)
     if not _FACILITY_RE.fullmatch(ld.logfile):
         c.add("ldirectord.logfile", f"{ld.logfile!r} is neither a syslog facility nor an absolute path")
-    if ld.emailalert is not None and "@" not in ld.emailalert:
+    if ld.emailalert is not None and ("@" not in ld.emailalert or not _QUOTED_RE.fullmatch(ld.emailalert)
+                                      or any(ch.isspace() for ch in ld.emailalert)):
         c.add("ldirectord.emailalert", f"{ld.emailalert!r} is not an e-mail address")
 
     _check_heartbeat(m, c, allow_weak_auth, warnings)
@@ -308,8 +316,19 @@ def _check_provisioning(m: Cluster, pv: Provisioning, c: Collector, owners: dict
                                 "every node has one"))
 
 
-def _check_check(m: Cluster, vs: VirtualService, c: Collector, p: str) -> None:
+def _check_check(m: Cluster, vs: VirtualService, c: Collector, p: str, warnings: list[Problem]) -> None:
     ck = vs.check
+    if ck.virtualhost is not None and not _HOST_RE.fullmatch(ck.virtualhost):
+        c.add(f"{p}.virtualhost", f"{ck.virtualhost!r} is not a host name (www.example.com[:port])")
+    for name in ("request", "receive"):
+        value = getattr(ck, name)
+        if value is not None and not _QUOTED_RE.fullmatch(value):
+            c.add(f"{p}.{name}", f"{value!r} holds a double quote or backslash, which ldirectord.cf cannot quote")
+    if (ck.request is not None and ck.service in ("http", "https")
+            and ck.request.lstrip("/") != m.pages.test.path):
+        warnings.append(Problem(f"{p}.request", f"{ck.request!r}: no page lvs-realserver ships (it ships "
+                                f"/{m.pages.test.path}); the check passes only where the real servers' own web "
+                                "server serves it"))
     for name in ("interval", "timeout", "negotiatetimeout", "failurecount"):
         _positive(c, f"{p}.{name}", getattr(ck, name))
     _port(c, f"{p}.port", ck.port)
@@ -396,6 +415,8 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
               "and at least 10 s (links come up slowly at boot)")
 
     for i, r in enumerate(hb.respawn):
+        if not _USER_RE.fullmatch(r.user):
+            c.add(f"heartbeat.respawn[{i}].user", f"{r.user!r} is not a user name (hacluster)")
         if not r.command.startswith("/"):
             c.add(f"heartbeat.respawn[{i}].command", f"{r.command!r} must be an absolute path")
         elif r.command.startswith("/usr/lib/heartbeat/"):
@@ -403,6 +424,13 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
             c.add(f"heartbeat.respawn[{i}].command", f"{r.command} does not exist in Debian's heartbeat 3.0.6; "
                   f"use {moved}")
     for i, a in enumerate(hb.apiauth):
+        if not _CLIENT_RE.fullmatch(a.client):
+            c.add(f"heartbeat.apiauth[{i}].client", f"{a.client!r} is not an apiauth client name (ipfail, default)")
+        for name in ("uid", "gid"):
+            value = getattr(a, name)
+            if value is not None and not _USERS_RE.fullmatch(value):
+                c.add(f"heartbeat.apiauth[{i}].{name}", f"{value!r} is not a {'user' if name == 'uid' else 'group'} "
+                      "name or a comma-separated list of them")
         if a.uid is None and a.gid is None:
             c.add(f"heartbeat.apiauth[{i}]", "needs uid or gid")
     if not _FACILITY_RE.fullmatch(hb.logfacility):

@@ -104,6 +104,18 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "(aa:bb:cc:dd:ee:ff)"),
     ({"directors[1].mac": "52:54:00:00:01:03"},
      "directors[1].mac: '52:54:00:00:01:03' is already the MAC of directors[0]"),
+    ({"heartbeat.respawn[0].user": "hacluster node"},
+     "heartbeat.respawn[0].user: 'hacluster node' is not a user name (hacluster)"),
+    ({"heartbeat.apiauth[0].client": "ipfail uid=root"},
+     "heartbeat.apiauth[0].client: 'ipfail uid=root' is not an apiauth client name (ipfail, default)"),
+    ({"heartbeat.apiauth[0].gid": "haclient uid=root"},
+     "heartbeat.apiauth[0].gid: 'haclient uid=root' is not a group name or a comma-separated list of them"),
+    ({"virtual_services[0].check.virtualhost": "www.example.com real=evil"},
+     "virtual_services[0].check.virtualhost: 'www.example.com real=evil' is not a host name "
+     "(www.example.com[:port])"),
+    ({"virtual_services[0].check.receive": 'Test" x="'},
+     "virtual_services[0].check.receive: 'Test\" x=\"' holds a double quote or backslash, which ldirectord.cf "
+     "cannot quote"),
     ({"real_servers[0].mac": "00:00:00:00:00:00"},
      "real_servers[0].mac: '00:00:00:00:00:00' is no NIC's MAC (the loopback's)"),
     ({"virtual_services[0].address": "192.168.1.255"},
@@ -283,3 +295,11 @@ def test_an_unsigned_repository_is_a_warning_and_ships_a_trusted_entry(reference
     del reference["repository"]
     cluster, _ = loading.load(reference)
     assert not [p for p in render.render(cluster, Extra.APT_SOURCE, None, epoch=0) if p.startswith("etc/apt/")]
+
+
+def test_a_check_of_a_page_no_real_server_ships_warns(reference: dict[str, Any]) -> None:
+    apply(reference, "virtual_services[0].check.request", "/health")
+    apply(reference, "virtual_services[0].check.receive", "ok")
+    _, warnings = loading.load(reference)
+    assert ("virtual_services[0].check.request: '/health': no page lvs-realserver ships (it ships /ldirector.html); "
+            "the check passes only where the real servers' own web server serves it") in [str(w) for w in warnings]
