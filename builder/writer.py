@@ -52,8 +52,11 @@ def populate(files: dict[str, FileSpec], root: Path, mtime: int | None = None) -
     """Write files under root (which must be a fresh directory), with their modes."""
     for rel, spec in sorted(files.items()):
         target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(spec.content)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(spec.content)
+        except OSError as e:  # a full disk names no file: this one
+            raise OSError(e.errno, e.strerror, e.filename or str(target)) from None
         os.chmod(target, spec.mode)
     if mtime is not None:
         for dirpath, dirnames, filenames in os.walk(root):
