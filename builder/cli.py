@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, authkey, lab, pipeline, pxe, spec, writer
+from . import __version__, authkey, lab, pipeline, pxe, spec
 from .errors import BuilderError, Interrupted, SpecError, ToolError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
@@ -215,8 +215,6 @@ def render(role: str, out: Path, dry_run: bool, diff: bool, spec_path: Path | No
            authkey_file: Path | None, allow_weak_auth: bool, force: bool) -> None:
     """Render every file a ROLE node gets into --out (staged, then renamed); cluster-key: the
     directors' heartbeat keys (/etc/ha.d/authkeys)."""
-    if not dry_run:
-        writer.claim(out, force)
     loaded = _load(spec_path, allow_weak_auth=allow_weak_auth)
     changes = pipeline.render_role(loaded, _kind(role), out, authkey_file=authkey_file, dry_run=dry_run,
                                    force=force)
@@ -385,7 +383,7 @@ def build_pxe(spec_path: Path | None, out: Path, images: Path, no_build: bool, a
               key_change: bool, allow_weak_auth: bool, force: bool) -> None:
     """Make a PXE boot tree: pxelinux entries by MAC, the role images' kernels and root
     filesystems, dnsmasq configuration; `lvs-builder pxe serve --dir OUT` serves it."""
-    writer.claim(out, force, legacy=pxe.MANIFEST)
+    pxe.claim(out, force)  # before any image is built
     loaded = _load(spec_path, None, allow_weak_auth)
     start = time.monotonic()
 
@@ -452,7 +450,7 @@ def build_repo(spec_path: Path | None, out: Path, sign_key: str | None, insecure
     """Publish the spec's role packages into an apt repository, with its sources entry."""
     from . import repo
 
-    writer.claim(out, force, legacy=repo.ACCESS)
+    repo.claim(out, force)  # before any package is built
     loaded = _load(spec_path, None, allow_weak_auth)
     if url and loaded.cluster.repository is not None and url != loaded.cluster.repository.url:
         raise BuilderError(f"build-repo: --url {url}: the spec's repository.url ({loaded.cluster.repository.url}) "

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import writer
 from .deb import KEY_MODE
 from .errors import BuilderError, SpecError
 from .image import CONSOLE_CMDLINE
@@ -142,6 +143,11 @@ def check_tools() -> None:
     for path, pkg in ((PXELINUX, "pxelinux"), (LDLINUX, "syslinux-common"), *((m, "syslinux-common") for m in COM32)):
         if not path.exists():
             raise BuilderError(f"{path}: missing; install {pkg} (apt install {pkg})")
+
+
+def claim(out: Path, force: bool = False) -> None:
+    """Refuse an --out that is neither new, empty nor a PXE tree of ours (writer.claim)."""
+    writer.claim(out, force, legacy=MANIFEST)
 
 
 def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path, force: bool = False) -> dict[str, Any]:

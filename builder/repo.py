@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from debian import deb822
 
 from . import deb as debpkg
-from . import render
+from . import render, writer
 from .errors import BuilderError
 from .model import Cluster
 from .run import require, run
@@ -133,6 +133,11 @@ def _release(root: Path, cluster: Cluster, valid_days: int) -> str:
         release[field] = [{key: algo((root / name).read_bytes()).hexdigest(),  # type: ignore[assignment]  # multivalued field
                            "size": str((root / name).stat().st_size), "name": name} for name in INDEXES]
     return release.dump()
+
+
+def claim(out: Path, force: bool = False) -> None:
+    """Refuse an --out that is neither new, empty nor a repository of ours (writer.claim)."""
+    writer.claim(out, force, legacy=ACCESS)
 
 
 def build(cluster: Cluster, debs: list[Path], out: Path, url: str, sign_key: str | None = None,

@@ -44,6 +44,7 @@ _CLIENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # an apiauth clien
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
                       r"(:[0-9]{1,5})?")  # an HTTP Host: header
 _QUOTED_RE = re.compile(r'[^"\\]*')  # what ldirectord.cf holds between double quotes
+_EMAIL_RE = re.compile(r'[^"\\\s@]*@[^"\\\s]*')  # ldirectord's emailalert: quoted, no spaces
 _FACILITY_RE = re.compile(r"^(local[0-7]|daemon|user|syslog|auth|authpriv|none|/\S+)$")
 MAX_TIMING_S = 3600  # heartbeat timings: anything longer is a typo, and * 1000 must stay finite
 _CHECK_SERVICES = (
@@ -241,8 +242,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
         else:
             _port(c, f"{p}.fallback.port", vs.fallback.port)
         _check_check(m, vs, c, f"{p}.check", warnings)
-        if vs.emailalert is not None and ("@" not in vs.emailalert or not _QUOTED_RE.fullmatch(vs.emailalert)
-                                          or any(ch.isspace() for ch in vs.emailalert)):
+        if vs.emailalert is not None and not _EMAIL_RE.fullmatch(vs.emailalert):
             c.add(f"{p}.emailalert", f"{vs.emailalert!r} is not an e-mail address")
 
     ld = m.ldirectord
@@ -252,8 +252,7 @@ def cross_check(m: Cluster, c: Collector, allow_weak_auth: bool) -> list[Problem
     _positive(c, "ldirectord.failurecount", ld.failurecount)
     if not _FACILITY_RE.fullmatch(ld.logfile):
         c.add("ldirectord.logfile", f"{ld.logfile!r} is neither a syslog facility nor an absolute path")
-    if ld.emailalert is not None and ("@" not in ld.emailalert or not _QUOTED_RE.fullmatch(ld.emailalert)
-                                      or any(ch.isspace() for ch in ld.emailalert)):
+    if ld.emailalert is not None and not _EMAIL_RE.fullmatch(ld.emailalert):
         c.add("ldirectord.emailalert", f"{ld.emailalert!r} is not an e-mail address")
 
     _check_heartbeat(m, c, allow_weak_auth, warnings)

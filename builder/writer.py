@@ -146,19 +146,21 @@ def replace_dir(new: Path, dest: Path, force: bool = False, legacy: str | None =
     (new / MARKER).write_text(MARKER_HEADER + "".join(f"{e}\n" for e in written), encoding="utf-8")
     os.chmod(new / MARKER, 0o644)
     moved: list[str] = []
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     try:
         for e in keep:
             (new / e).parent.mkdir(parents=True, exist_ok=True)
             os.rename(dest / e, new / e)
             moved.append(e)
         if os.path.lexists(dest):
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.rename(dest, old)
             os.rename(new, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(new, dest)
     except BaseException:
+        if os.path.lexists(old) and not os.path.lexists(dest):
+            os.rename(old, dest)
         for e in reversed(moved):  # the user's files back where they were
             if os.path.lexists(new / e):
                 (dest / e).parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +171,6 @@ def replace_dir(new: Path, dest: Path, force: bool = False, legacy: str | None =
 def write_tree(files: dict[str, FileSpec], dest: Path, force: bool = False) -> list[Change]:
     """Render target `dest` becomes `files` (beside what lvs-builder did not write there):
     staged, then renamed into place."""
-    claim(dest, force)
     changes = compare(files, dest)
     with staging(dest) as tmp:
         root = tmp / "root"
