@@ -320,7 +320,7 @@ def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTr
 def test_the_lab_proves_another_cluster_booted_diskless_from_its_tree(tmp_path: Path,
                                                                      show: Callable[[str], None]) -> None:
     """docs/examples/shop.yaml, a cluster unlike the reference (other names and subnet, three
-    real servers, wrr 3:2:1, a second VIP over two of them without a fallback): `lab --pxe`
+    real servers, wrr 3:2:1, a second VIP over two of them without a fallback, sync id 7): `lab --pxe`
     builds its images and PXE tree from the spec, boots every node diskless through its NIC's
     PXE ROM, runs the tutorial's checks on every VIP, then what is PXE-specific: a director and
     a real server lose power and network-boot into the cluster again (3-kill). The reference
