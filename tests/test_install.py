@@ -76,6 +76,14 @@ def _configure_again(ch: Chroot, pkg: str) -> None:
           f"/var/lib/dpkg/info/{pkg}.postinst configure 1.0")
 
 
+def _reinstall(ch: Chroot, deb: Path) -> None:
+    """apt install ./the.deb again, from the config-files state a remove left."""
+    shutil.copy(deb, ch.root / "tmp" / deb.name)
+    ch.apt(f"install /tmp/{deb.name}")
+    (ch.root / "tmp" / deb.name).unlink()
+    assert _status(ch, deb.name.split("_")[0]) == "install ok installed"
+
+
 def _links(ch: Chroot, pattern: str) -> list[str]:
     return sorted(p.name for p in ch.root.glob(pattern))
 
@@ -143,6 +151,8 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert (ch.root / "etc/sysctl.d/60-lvs-director.conf").exists()
     assert (ch.root / "etc/modules-load.d/lvs-director.conf").exists()
     assert (ch.root / "etc/apache2/conf-enabled/lvs-director.conf").is_symlink()
+    assert (ch.root / "etc/apache2/sites-enabled/lvs-director.conf").is_symlink()
+    assert "Syntax OK" in ch.sh(". /etc/apache2/envvars && apache2 -t 2>&1").stdout
     # Init links: heartbeat at boot, and ldirectord too (its own default, kept): it runs on
     # both directors, heartbeat moves only the sync daemon's master role and the VIP.
     wants = "etc/systemd/system/multi-user.target.wants/*.service"
@@ -175,7 +185,26 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert "lvs-director" not in ch.sh("dpkg-divert --list").stdout
     assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, never touched
     assert not (ch.root / "usr/share/lvs-director").exists()
+    assert not (ch.root / "etc/apache2/sites-enabled/lvs-director.conf").exists()
+    # A removed director does not rejoin at its next boot: ha.cf stays (a conffile) and so does
+    # the key, but heartbeat is disabled, with the mark that has a reinstall enable it again.
+    assert (ha / "ha.cf").exists() and (ha / "authkeys").exists()
+    assert "heartbeat.service" not in _links(ch, wants) and _links(ch, "etc/rc2.d/S*heartbeat") == []
+    mark = ch.root / "var/lib/lvs-director/heartbeat.disabled"
+    assert mark.exists()
+    _reinstall(ch, debs["lvs-director"])
+    assert "heartbeat.service" in _links(ch, wants) and not mark.exists()
+    # An admin who disabled heartbeat keeps it disabled through remove and reinstall (no mark).
+    ch.sh("systemctl disable heartbeat.service")
+    ch.apt("remove lvs-director")
+    assert not mark.exists()
+    _reinstall(ch, debs["lvs-director"])
+    assert "heartbeat.service" not in _links(ch, wants)
+    ch.sh("systemctl enable heartbeat.service")  # the admin's again
 
+    # Purged, the configuration is gone, and heartbeat is enabled again as its own package had it.
+    ch.apt("remove lvs-director")
+    assert mark.exists()
     ch.apt("purge lvs-director lvs-cluster-key")
     _assert_purged_like_before(ch, before, "lvs-director")
     assert not (ha / "authkeys").exists()
@@ -244,6 +273,7 @@ def test_realserver_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) 
     assert _status(ch, "lvs-realserver") == "install ok installed"
     assert "lvs-realserver.service" in _links(ch, "etc/systemd/system/multi-user.target.wants/*.service")
     assert (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").is_symlink()
+    assert (ch.root / "etc/apache2/sites-enabled/lvs-realserver.conf").is_symlink()
     assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()
     assert (ch.root / "usr/share/lvs-realserver/www/ldirector.html").read_text() == "Test Page\n"
     assert "arp_ignore = 1" in (ch.root / "etc/sysctl.d/60-lvs-realserver.conf").read_text()
@@ -256,5 +286,69 @@ def test_realserver_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) 
     ch.apt("remove lvs-realserver")
     assert _status(ch, "lvs-realserver") == "deinstall ok config-files"
     assert not (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").exists()
+    assert not (ch.root / "etc/apache2/sites-enabled/lvs-realserver.conf").exists()
+    assert not (ch.root / "etc/apache2/mods-enabled/include.load").exists()  # ours: enabled by us
     ch.apt("purge lvs-realserver")
+    _assert_purged_like_before(ch, before, "lvs-realserver")
+
+
+SHOP_SITE = """<VirtualHost *:80>
+    ServerName shop.example
+    DocumentRoot /var/www/shop
+</VirtualHost>
+"""
+
+
+def _pages(ch: Chroot, requests: list[tuple[str, str]]) -> dict[str, str]:
+    """apache2 started in the chroot's own network namespace (loopback only), asked for each
+    (Host, path) as a client would, then stopped with the namespace: {host+path: body}."""
+    gets = "\n".join(f'echo "== {host}{path}"; get {host} {path}' for host, path in requests)
+    script = f"""
+        ip link set lo up
+        mkdir -p /run/lvs-builder && echo webserver1 > /run/lvs-builder/node
+        . /etc/apache2/envvars && mkdir -p "$APACHE_RUN_DIR" "$APACHE_LOCK_DIR" && apache2 -k start
+        get() {{ bash -c "exec 3<>/dev/tcp/127.0.0.1/80
+                         printf 'GET $2 HTTP/1.0\r\nHost: $1\r\n\r\n' >&3; cat <&3"; }}
+        for i in $(seq 100); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null && break; sleep 0.1; done
+        {gets}
+        apache2 -k stop
+    """
+    out = ch.sh(f"unshare --net /bin/sh -ec {shlex.quote(script)}").stdout
+    pages: dict[str, str] = {}
+    key = ""
+    for line in out.splitlines():
+        if line.startswith("== "):
+            key = line[3:]
+            pages[key] = ""
+        elif key:
+            pages[key] += line + "\n"
+    return pages
+
+
+@pytest.mark.parametrize("chroot", ["trixie"], indirect=True)
+def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, debs: dict[str, Path]) -> None:
+    """On a web server the admin runs already (mod_include enabled, a site of theirs): our pages
+    answer on the cluster's addresses only, the admin's site keeps its `/`, and removing
+    lvs-realserver leaves mod_include enabled (it was not ours)."""
+    ch = chroot
+    ch.apt("install " + " ".join(_depends(debs["lvs-realserver"])))
+    (ch.root / "var/www/shop").mkdir(parents=True)
+    (ch.root / "var/www/shop/index.html").write_text("the shop's own page\n")
+    (ch.root / "etc/apache2/sites-available/shop.conf").write_text(SHOP_SITE)
+    ch.sh("a2enmod -q include && a2ensite -q shop")
+    before = ch.snapshot()
+    shutil.copy(debs["lvs-realserver"], ch.root / "tmp" / debs["lvs-realserver"].name)
+    ch.apt(f"install /tmp/{debs['lvs-realserver'].name}")
+    pages = _pages(ch, [("shop.example", "/"), ("shop.example", "/index.html"), ("192.168.1.105", "/"),
+                        ("192.168.1.101", "/ldirector.html"), ("localhost", "/")])
+    assert "the shop's own page" in pages["shop.example/"] and "the shop's own page" in pages["shop.example/index.html"]
+    assert "Served by real server webserver1" in pages["192.168.1.105/"]  # the VIP: ours, mod_include at work
+    assert pages["192.168.1.101/ldirector.html"].endswith("\n\nTest Page\n")  # ldirectord's check, on the RIP
+    assert "real server" not in pages["localhost/"] and " 200 OK" in pages["localhost/"]  # apache2's default site
+    assert not (ch.root / "var/lib/lvs-realserver/include.module").exists()
+    ch.apt("remove lvs-realserver")
+    assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()  # the admin's, still
+    assert (ch.root / "etc/apache2/sites-enabled/shop.conf").is_symlink()
+    ch.apt("purge lvs-realserver")
+    assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()
     _assert_purged_like_before(ch, before, "lvs-realserver")
