@@ -164,3 +164,21 @@ def test_ldirectord_status_is_read_as_ldirectord_reads_it(tmp_path: Path,
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_configuration_put_in_place_after_heartbeat_started_is_pending(
+        tmp_path: Path, installed: tuple[ModuleType, Path, Path]) -> None:
+    """ha.cf and haresources, which heartbeat reads only at start, put in place (as dpkg does:
+    a new file renamed over the old) after it started; authkeys, which it rereads, is no matter."""
+    check, _, ha = installed
+    for name in ("ha.cf", "haresources", "authkeys"):
+        shutil.copy(ha / name if name != "authkeys" else ha / "ha.cf", tmp_path / name)
+    now = time.time()
+    assert check.pending_configuration(str(tmp_path), now + 60) == []  # started after: read
+    assert check.pending_configuration(str(tmp_path), now - 60) == ["ha.cf", "haresources"]
+    started = time.time()
+    time.sleep(2.1)  # past the check's second of slack
+    (tmp_path / "haresources.dpkg-new").write_bytes((tmp_path / "haresources").read_bytes())
+    (tmp_path / "haresources.dpkg-new").rename(tmp_path / "haresources")
+    (tmp_path / "authkeys").touch()
+    assert check.pending_configuration(str(tmp_path), started - 1) == ["haresources"]

@@ -119,9 +119,11 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted
             echo vip=$(ip -4 -o address show dev lo | awk '{print $4}' | grep -x 192.168.1.105/32)
             echo arp=$(sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce \
                        net.ipv4.conf.eth0.arp_ignore net.ipv4.conf.eth0.arp_announce | tr '\n' ' ')
-            get() { bash -c "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET $1 HTTP/1.0\r\n\r\n' >&3; cat <&3"; }
-            echo check=$(get /ldirector.html | tail -n 1)
-            echo index=$(get / | grep -o 'real server [a-z0-9]*')
+            get() { bash -c "exec 3<>/dev/tcp/127.0.0.1/80
+                             printf 'GET $2 HTTP/1.0\r\nHost: $1\r\n\r\n' >&3; cat <&3"; }
+            echo check=$(get 192.168.1.102 /ldirector.html | tail -n 1)    # as ldirectord asks
+            echo index=$(get 192.168.1.105 / | grep -o 'real server [a-z0-9]*')   # as a client of the VIP
+            echo other=$(get www.example.org / | grep -c 'real server')    # another name: apache2's own site
         """)
         assert f["hostname"] == "webserver2"
         assert f["address"] == "192.168.1.102/24"
@@ -129,6 +131,7 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted
         assert f["arp"].split() == ["1", "2", "1", "2"]
         assert f["check"] == "Test Page"
         assert f["index"] == "real server webserver2"
+        assert f["other"] == "0"
 
 
 def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
@@ -185,7 +188,8 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
             time.sleep(5)
         # The director package's check command, alone in the cluster: it is the active director
         # and says what is missing: its peer, and real servers to send to (the fallback serves).
-        sync_master = re.compile(r"^LVSSyncDaemonSwap master status\s+master running\s+master running \(", re.M)
+        sync_master = re.compile(r"^LVSSyncDaemonSwap master status\s+master running\s+"
+                                 r"master running: master sync daemon \(mcast=eth0, syncid=0", re.M)
         deadline = time.monotonic() + 60
         while not sync_master.search((r := vm.sh("lvs-cluster-check; echo exit=$?")).stdout) \
                 and time.monotonic() < deadline:
@@ -200,19 +204,45 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
         assert re.search(r"^ipvsadm: fallback 127.0.0.1:80\s+listed \(no real server serves\)\s+listed, weight 1\s+ok$",
                          r.stdout, re.M), r.stdout
         assert sync_master.search(r.stdout), r.stdout
-        assert table[-2] == "3 of 10 checks FAILED"
+        assert re.search(r"^heartbeat's ha.cf, haresources\s+in use\s+in use\s+ok$", r.stdout, re.M), r.stdout
+        assert table[-2] == "3 of 11 checks FAILED"
 
         swap = "/etc/ha.d/resource.d/LVSSyncDaemonSwap"
         r = vm.sh(f"{swap} master status; {swap} master stop; {swap} master status; {swap} backup status; "
                   "ldirectord ldirectord.cf status 2>&1; ipvsadm -L -n")
         lines = r.stdout.splitlines()
-        assert re.fullmatch(r"master running \(ipvs_syncmaster pid: \d+\)", lines[0]), r.stdout
+        assert lines[0].startswith("master running: master sync daemon (mcast=eth0, syncid=0"), r.stdout
         assert lines[1] == "master stopped"
-        assert re.fullmatch(r"backup running \(ipvs_syncbackup pid: \d+\)", lines[2]), r.stdout
+        assert lines[2].startswith("backup running: backup sync daemon (mcast=eth0, syncid=0"), r.stdout
         assert re.search(r"ldirectord for /etc/ha.d/ldirectord.cf is running with pid: \d+", lines[3])
         assert re.search(r"TCP\s+192\.168\.1\.105:80 rr", r.stdout)
         for real in ("192.168.1.101:80", "192.168.1.102:80", "127.0.0.1:80"):  # no web servers here: quiesced
             assert re.search(rf"->\s+{re.escape(real)}\s+Route", r.stdout), r.stdout
+
+        # An upgrade's ha.cf, put in place as dpkg does, while heartbeat runs what it read at start.
+        r = vm.sh("cd /etc/ha.d && cp -p ha.cf ha.cf.dpkg-new && mv ha.cf.dpkg-new ha.cf && lvs-cluster-check")
+        assert re.search(r"^heartbeat's ha.cf, haresources\s+in use\s+configuration pending: hand over and restart "
+                         r"\(ha.cf changed since heartbeat started\)\s+FAIL$", r.stdout, re.M), r.stdout
+
+        # Removed (not purged), the director leaves the cluster for good: heartbeat stopped and
+        # disabled (the ha.cf that stays would have it rejoin at the next boot), the VIP given up,
+        # no sync daemon, ldirectord back on its own configuration with none of our services, our
+        # site gone from apache2; heartbeat is not started again by anything.
+        r = vm.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q lvs-director >/tmp/remove.log 2>&1; "
+                  "echo rc=$?; echo state=$(dpkg-query -W -f '${Status}' lvs-director); "
+                  "echo heartbeat=$(systemctl is-active heartbeat.service),$(systemctl is-enabled heartbeat.service); "
+                  "echo mark=$(cat /var/lib/lvs-director/heartbeat.disabled); "
+                  "echo vip=$(ip -4 -o address show dev eth0 to 192.168.1.105/32 | wc -l); "
+                  "echo services=$(ipvsadm -L -n | grep -c '^TCP'); echo daemons=$(ipvsadm -L --daemon | wc -l); "
+                  "echo ldirectord=$(readlink -f /etc/ha.d/ldirectord.cf); "
+                  "echo sites=$(ls /etc/apache2/sites-enabled | tr '\\n' ' '); echo hacf=$(ls /etc/ha.d/ha.cf)",
+                  timeout=600)
+        f = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+        assert (f["rc"], f["state"]) == ("0", "deinstall ok config-files"), vm.sh("cat /tmp/remove.log").stdout
+        assert f["heartbeat"] == "inactive,disabled" and f["hacf"] == "/etc/ha.d/ha.cf", f
+        assert f["mark"] == "lvs-director disabled heartbeat on remove: a reinstall enables it"
+        assert (f["vip"], f["services"], f["daemons"]) == ("0", "0", "0"), f
+        assert f["ldirectord"] == "/etc/ha.d/ldirectord.cf" and f["sites"].split() == ["000-default.conf"], f
 
 
 def test_the_director_image_is_its_owners_only(images: Path) -> None:
