@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from . import __version__, authkey, lab, pipeline, pxe, spec
-from .errors import BuilderError, Interrupted, SpecError, ToolError
+from .command import Command, Group, say_error
+from .errors import BuilderError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
 from .repo import VALID_DAYS
@@ -21,23 +21,6 @@ from .repo import VALID_DAYS
 ROLE = click.Choice([r.value for r in Role])
 KIND = click.Choice([*(r.value for r in Role), *(e.value for e in Extra)])  # what build-deb builds
 RELEASE = click.Choice([r.value for r in Release])
-
-
-def _err(line: str) -> None:
-    click.echo(line, err=True)
-
-
-def _fail(e: BuilderError) -> NoReturn:
-    if isinstance(e, SpecError):
-        for p in e.problems:
-            _err(f"error: {p}")
-    elif isinstance(e, ToolError):
-        _err(f"error: {e.cmd}: " + ("not found" if e.returncode is None else f"failed (exit {e.returncode})"))
-        for line in e.tail.splitlines():
-            _err(f"  | {line}")
-    else:
-        _err(f"error: {e}")
-    sys.exit(e.exit_code)
 
 
 def spec_option(f: Any) -> Any:
@@ -74,47 +57,8 @@ def _kind(value: str) -> Kind:
 def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: bool = False) -> pipeline.Loaded:
     loaded = pipeline.load_cluster(spec_path, release=release, allow_weak_auth=allow_weak_auth)
     for w in loaded.warnings:
-        _err(f"warning: {w}")
+        say_error(f"warning: {w}")
     return loaded
-
-
-def _interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signum)
-
-
-def _os_line(e: OSError) -> str:
-    """An OS error as one line naming the file: "out: Read-only file system"."""
-    where = e.filename if e.filename is not None else ""
-    if e.filename2 is not None:
-        where = f"{where} -> {e.filename2}"
-    return f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
-
-
-class Command(click.Command):
-    """A command that turns library errors, OS errors (a read-only or full --out) and signals
-    (Ctrl-C, SIGTERM, SIGHUP: everything staged is removed on the way out) into one line each
-    and a non-zero exit, also when it runs on its own (build-deb, build-image)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            return super().invoke(ctx)
-        except BuilderError as e:
-            _fail(e)
-        except OSError as e:
-            _err(f"error: {_os_line(e)}")
-            sys.exit(1)
-        except (KeyboardInterrupt, Interrupted) as e:
-            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-            _err(f"error: stopped by {signal.Signals(signum).name}; what was being built was removed")
-            sys.exit(128 + signum)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-class Group(click.Group):
-    command_class = Command
 
 
 @click.group(cls=Group)
