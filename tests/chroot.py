@@ -39,6 +39,20 @@ def tarball(release: str) -> Path:
     return tar
 
 
+def piuparts_base(release: str) -> Path:
+    """piuparts' initial chroot for `release` (a gzipped tarball, as its --basetgz takes), made
+    once with mmdebstrap from the machine's mirror: minbase, as piuparts' own debootstrap makes."""
+    tgz = cache_dir() / f"piuparts-{release}.tar.gz"
+    with open(cache_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tgz.exists():
+            tmp = cache_dir() / f"piuparts-{release}.part.tar.gz"
+            run(["mmdebstrap", "--variant=minbase", "--components=main", release, tmp,
+                 f"deb {debian_mirror()} {release} main"])
+            tmp.rename(tgz)
+    return tgz
+
+
 class Chroot:
     def __init__(self, release: str, root: Path):
         self.release = release

@@ -338,7 +338,12 @@ def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, debs: di
     ch.sh("a2enmod -q include && a2ensite -q shop")
     before = ch.snapshot()
     shutil.copy(debs["lvs-realserver"], ch.root / "tmp" / debs["lvs-realserver"].name)
+    # As on a running system (systemd's directory; policy-rc.d still starts nothing): postinst
+    # records the sysctls its drop-in changes (this namespace's: eth0's do not exist here).
+    ch.sh("mkdir -p /run/systemd/system")
     ch.apt(f"install /tmp/{debs['lvs-realserver'].name}")
+    assert (ch.root / "var/lib/lvs-realserver/sysctl.orig").read_text() == \
+        "net.ipv4.conf.all.arp_ignore=0\nnet.ipv4.conf.all.arp_announce=0\n"
     pages = _pages(ch, [("shop.example", "/"), ("shop.example", "/index.html"), ("192.168.1.105", "/"),
                         ("192.168.1.101", "/ldirector.html"), ("localhost", "/")])
     assert "the shop's own page" in pages["shop.example/"] and "the shop's own page" in pages["shop.example/index.html"]
@@ -346,7 +351,15 @@ def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, debs: di
     assert pages["192.168.1.101/ldirector.html"].endswith("\n\nTest Page\n")  # ldirectord's check, on the RIP
     assert "real server" not in pages["localhost/"] and " 200 OK" in pages["localhost/"]  # apache2's default site
     assert not (ch.root / "var/lib/lvs-realserver/include.module").exists()
-    ch.apt("remove lvs-realserver")
+    # Removed with our drop-in applied and an admin's arp_announce set since (one network
+    # namespace for all of it): ours goes back, the admin's stays.
+    out = ch.sh("sysctl -q -p /etc/sysctl.d/60-lvs-realserver.conf 2>/dev/null || true\n"
+                "sysctl -q -w net.ipv4.conf.all.arp_announce=1\n"
+                "apt-get -q -y remove lvs-realserver >/dev/null\n"
+                "sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce").stdout
+    assert out.split() == ["0", "1"], out
+    assert not (ch.root / "var/lib/lvs-realserver/sysctl.orig").exists()
+    ch.sh("rmdir /run/systemd/system")
     assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()  # the admin's, still
     assert (ch.root / "etc/apache2/sites-enabled/shop.conf").is_symlink()
     ch.apt("purge lvs-realserver")
