@@ -134,16 +134,23 @@ def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Pa
     if ring is not None:
         check_key_continuity(previous or out, ring, key_change)
     require("dpkg-deb", "dpkg")  # before `out` is made
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with staging(out / "debs") as tmp:  # all or nothing: each moves into `out` once all are built
-        for kind in kinds:
-            built = deb.build(loaded.cluster, kind, tmp, ring if kind is Extra.CLUSTER_KEY else None,
-                              repo_key(loaded))
-            verdict = deb.lintian(built.path) if lint else None
-            results.append((built, verdict))
-        for built, _ in results:
-            os.replace(built.path, out / built.path.name)
+    try:
+        with staging(out / "debs") as tmp:  # all or nothing: each moves into `out` once all are built
+            for kind in kinds:
+                built = deb.build(loaded.cluster, kind, tmp, ring if kind is Extra.CLUSTER_KEY else None,
+                                  repo_key(loaded))
+                verdict = deb.lintian(built.path) if lint else None
+                results.append((built, verdict))
+            for built, _ in results:
+                os.replace(built.path, out / built.path.name)
+    except BaseException:
+        if made:  # nothing built: not even the directory stays
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return [(dataclasses.replace(b, path=out / b.path.name), v) for b, v in results]
 
 

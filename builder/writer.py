@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import shutil
 import tempfile
@@ -73,6 +74,12 @@ def staging(dest: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
     try:
         yield tmp
+    except OSError as e:
+        # A full disk, said of the directory the user gave, not of a scratch file inside it.
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and str(e.filename or "").startswith(str(tmp)):
+            what = e.strerror if "(writing " in (e.strerror or "") else f"{e.strerror} (writing {dest.name})"
+            raise OSError(e.errno, what, str(dest.parent)) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

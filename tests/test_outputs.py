@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,29 @@ def test_a_signal_mid_build_leaves_nothing_and_stops_the_tool(tmp_path: Path, si
             proc.wait()
     assert proc.returncode == 128 + signum
     assert stderr == f"error: stopped by {signal.Signals(signum).name}; what was being built was removed\n"
-    assert list(out.iterdir()) == []  # all or nothing: not even the director's package
+    assert not out.exists()  # all or nothing: not even the director's package, nor the --out it made
     pid = int(child.read_text())
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system with 96 KiB: less than the director's packages need."""
+    if os.geteuid() != 0:
+        pytest.fail("a small file system to fill needs root (mount)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_directory_and_leaves_nothing(small_disk: Path) -> None:
+    out = small_disk / "out"
+    build_deb = [sys.executable, "-c", "from builder.cli import build_deb_main; build_deb_main()"]
+    r = subprocess.run([*build_deb, "director", "--out", str(out)], capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (
+        1, f"error: {out}: No space left on device (writing lvs-director_1.0_all.deb)\n"), r.stderr
+    assert list(small_disk.iterdir()) == []  # not even the --out it made
