@@ -36,6 +36,21 @@ def keyed_data_home(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def role_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The reference cluster's packages (lvs-director, lvs-realserver, lvs-cluster-key) as
+    build-deb makes them, by package name: what the install and piuparts tests install."""
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    out = tmp_path_factory.mktemp("debs")
+    r = CliRunner().invoke(cli, ["build-deb", "director", "realserver", "--out", str(out)],
+                           env={"XDG_DATA_HOME": str(keyed_data_home(tmp_path_factory.mktemp("xdg")))})
+    assert r.exit_code == 0, r.output
+    return {p.name.split("_")[0]: p for p in out.glob("*.deb")}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The built-in spec keeps its key in the user's data dir: never the real one in tests; each

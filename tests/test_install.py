@@ -12,27 +12,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from debian.debfile import DebFile
 
-from builder.cli import cli
 from builder.run import run
 
 from .chroot import Chroot
-from .conftest import keyed_data_home, need_tool
+from .conftest import need_tool
 
 pytestmark = pytest.mark.slow
 
 RELEASES = ["trixie", "bookworm"]
-
-
-@pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("debs")
-    r = CliRunner().invoke(cli, ["build-deb", "director", "realserver", "--out", str(out)],
-                           env={"XDG_DATA_HOME": str(keyed_data_home(tmp_path_factory.mktemp("xdg")))})
-    assert r.exit_code == 0, r.output
-    return {p.name.split("_")[0]: p for p in out.glob("*.deb")}
 
 
 @pytest.fixture
@@ -132,9 +121,9 @@ def _vip_hooks_act(ch: Chroot) -> None:
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
-def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
+def test_director_install_remove_purge(chroot: Chroot, role_debs: dict[str, Path]) -> None:
     ch = chroot
-    before, _ = _install_deps_then(ch, debs["lvs-director"], debs["lvs-cluster-key"])
+    before, _ = _install_deps_then(ch, role_debs["lvs-director"], role_debs["lvs-cluster-key"])
     assert _status(ch, "lvs-director") == "install ok installed"
     for pkg in ("heartbeat", "ldirectord", "ipvsadm", "lvs-cluster-key"):
         assert _status(ch, pkg) == "install ok installed"
@@ -192,13 +181,13 @@ def test_director_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) ->
     assert "heartbeat.service" not in _links(ch, wants) and _links(ch, "etc/rc2.d/S*heartbeat") == []
     mark = ch.root / "var/lib/lvs-director/heartbeat.disabled"
     assert mark.exists()
-    _reinstall(ch, debs["lvs-director"])
+    _reinstall(ch, role_debs["lvs-director"])
     assert "heartbeat.service" in _links(ch, wants) and not mark.exists()
     # An admin who disabled heartbeat keeps it disabled through remove and reinstall (no mark).
     ch.sh("systemctl disable heartbeat.service")
     ch.apt("remove lvs-director")
     assert not mark.exists()
-    _reinstall(ch, debs["lvs-director"])
+    _reinstall(ch, role_debs["lvs-director"])
     assert "heartbeat.service" not in _links(ch, wants)
     ch.sh("systemctl enable heartbeat.service")  # the admin's again
 
@@ -241,21 +230,21 @@ def _old_status_hook_deb(where: Path) -> Path:
 
 
 @pytest.mark.parametrize("chroot", ["trixie"], indirect=True)
-def test_director_upgrade_gives_heartbeat_its_status_back(chroot: Chroot, debs: dict[str, Path],
+def test_director_upgrade_gives_heartbeat_its_status_back(chroot: Chroot, role_debs: dict[str, Path],
                                                          tmp_path: Path) -> None:
     """Upgrading from an lvs-director that hooked heartbeat's rc.d/status (the hook is in harc
     now) and carried the cluster key: heartbeat's file is back, not diverted, the old hook, an
     obsolete conffile, is gone, and authkeys is lvs-cluster-key's now (no file conflict)."""
     ch = chroot
-    ch.apt("install " + " ".join(_depends(debs["lvs-director"])))
+    ch.apt("install " + " ".join(_depends(role_debs["lvs-director"])))
     rc = ch.root / "etc/ha.d/rc.d"
     heartbeats = (rc / "status").read_bytes()
-    for deb in (_old_status_hook_deb(tmp_path), debs["lvs-director"], debs["lvs-cluster-key"]):
+    for deb in (_old_status_hook_deb(tmp_path), role_debs["lvs-director"], role_debs["lvs-cluster-key"]):
         shutil.copy(deb, ch.root / "tmp" / deb.name)
     ch.sh("dpkg -i /tmp/lvs-director_0.9_all.deb")
     assert os.readlink(rc / "status") == "status.lvs-director"  # the old package's state, as it was
     assert "/etc/ha.d/rc.d/status" in ch.sh("dpkg-divert --list").stdout
-    ch.apt(f"install /tmp/{debs['lvs-cluster-key'].name} /tmp/{debs['lvs-director'].name}")
+    ch.apt(f"install /tmp/{role_debs['lvs-cluster-key'].name} /tmp/{role_debs['lvs-director'].name}")
     assert _status(ch, "lvs-director") == "install ok installed"
     assert ch.sh("dpkg-query -S /etc/ha.d/authkeys").stdout.strip() == "lvs-cluster-key: /etc/ha.d/authkeys"
     assert "0" * 64 not in (ch.root / "etc/ha.d/authkeys").read_text()
@@ -267,9 +256,9 @@ def test_director_upgrade_gives_heartbeat_its_status_back(chroot: Chroot, debs: 
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
-def test_realserver_install_remove_purge(chroot: Chroot, debs: dict[str, Path]) -> None:
+def test_realserver_install_remove_purge(chroot: Chroot, role_debs: dict[str, Path]) -> None:
     ch = chroot
-    before, _ = _install_deps_then(ch, debs["lvs-realserver"])
+    before, _ = _install_deps_then(ch, role_debs["lvs-realserver"])
     assert _status(ch, "lvs-realserver") == "install ok installed"
     assert "lvs-realserver.service" in _links(ch, "etc/systemd/system/multi-user.target.wants/*.service")
     assert (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").is_symlink()
@@ -326,22 +315,22 @@ def _pages(ch: Chroot, requests: list[tuple[str, str]]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("chroot", ["trixie"], indirect=True)
-def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, debs: dict[str, Path]) -> None:
+def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, role_debs: dict[str, Path]) -> None:
     """On a web server the admin runs already (mod_include enabled, a site of theirs): our pages
     answer on the cluster's addresses only, the admin's site keeps its `/`, and removing
     lvs-realserver leaves mod_include enabled (it was not ours)."""
     ch = chroot
-    ch.apt("install " + " ".join(_depends(debs["lvs-realserver"])))
+    ch.apt("install " + " ".join(_depends(role_debs["lvs-realserver"])))
     (ch.root / "var/www/shop").mkdir(parents=True)
     (ch.root / "var/www/shop/index.html").write_text("the shop's own page\n")
     (ch.root / "etc/apache2/sites-available/shop.conf").write_text(SHOP_SITE)
     ch.sh("a2enmod -q include && a2ensite -q shop")
     before = ch.snapshot()
-    shutil.copy(debs["lvs-realserver"], ch.root / "tmp" / debs["lvs-realserver"].name)
+    shutil.copy(role_debs["lvs-realserver"], ch.root / "tmp" / role_debs["lvs-realserver"].name)
     # As on a running system (systemd's directory; policy-rc.d still starts nothing): postinst
     # records the sysctls its drop-in changes (this namespace's: eth0's do not exist here).
     ch.sh("mkdir -p /run/systemd/system")
-    ch.apt(f"install /tmp/{debs['lvs-realserver'].name}")
+    ch.apt(f"install /tmp/{role_debs['lvs-realserver'].name}")
     assert (ch.root / "var/lib/lvs-realserver/sysctl.orig").read_text() == \
         "net.ipv4.conf.all.arp_ignore=0\nnet.ipv4.conf.all.arp_announce=0\n"
     pages = _pages(ch, [("shop.example", "/"), ("shop.example", "/index.html"), ("192.168.1.105", "/"),

@@ -14,35 +14,25 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from builder.cli import cli
 from builder.mirror import debian_mirror
 from builder.run import run
 
 from .chroot import piuparts_base
-from .conftest import keyed_data_home, need_tool
+from .conftest import need_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 
-@pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("debs")
-    r = CliRunner().invoke(cli, ["build-deb", "director", "realserver", "--out", str(out)],
-                           env={"XDG_DATA_HOME": str(keyed_data_home(tmp_path_factory.mktemp("xdg")))})
-    assert r.exit_code == 0, r.output
-    return {p.name.split("_")[0]: p for p in out.glob("*.deb")}
-
-
 @pytest.mark.parametrize("release", ["trixie", "bookworm"])
 @pytest.mark.parametrize("role", ["director", "realserver"])
-def test_piuparts_passes(role: str, release: str, debs: dict[str, Path], tmp_path: Path) -> None:
+def test_piuparts_passes(role: str, release: str, role_debs: dict[str, Path], tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("piuparts needs root")
     need_tool("piuparts")
     # lvs-director needs its keys' package beside it, as an operator installs them
-    files = [debs["lvs-cluster-key"], debs["lvs-director"]] if role == "director" else [debs["lvs-realserver"]]
+    files = ([role_debs["lvs-cluster-key"], role_debs["lvs-director"]] if role == "director"
+             else [role_debs["lvs-realserver"]])
     log = tmp_path / "piuparts.log"
     # --warn-on-others: what heartbeat, ldirectord or apache2 leave behind when apt purges them
     # is theirs, not ours (piuparts still fails on any file of ours). No upgrade test: the
