@@ -45,8 +45,9 @@ PRE_DEPENDS: dict[Kind, list[str]] = {Role.DIRECTOR: ["heartbeat", "ldirectord"]
                                       Extra.APT_SOURCE: [], Extra.CLUSTER_KEY: []}
 # lvs-director needs the keys, but any version of them: lvs-cluster-key is installed with the
 # image (or out of band) and is never in the repository, so lvs-director upgrades without it.
-# apache2, not "apache2 | httpd": the pages both roles serve are apache2 configuration (a site
-# of their own, mod_include's server-side include), which another web server would not read.
+# apache2, not "apache2 | httpd": the pages both roles serve are apache2 configuration (/ for
+# the cluster's own Host names, mod_include's server-side include), which another web server
+# would not read.
 DEPENDS: dict[Kind, list[str]] = {
     Role.DIRECTOR: ["lvs-cluster-key", "ipvsadm", "iproute2", "kmod", "procps", "apache2",
                     "libnss-myhostname", "python3"],

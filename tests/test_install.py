@@ -140,7 +140,6 @@ def test_director_install_remove_purge(chroot: Chroot, role_debs: dict[str, Path
     assert (ch.root / "etc/sysctl.d/60-lvs-director.conf").exists()
     assert (ch.root / "etc/modules-load.d/lvs-director.conf").exists()
     assert (ch.root / "etc/apache2/conf-enabled/lvs-director.conf").is_symlink()
-    assert (ch.root / "etc/apache2/sites-enabled/lvs-director.conf").is_symlink()
     assert "Syntax OK" in ch.sh(". /etc/apache2/envvars && apache2 -t 2>&1").stdout
     # Init links: heartbeat at boot, and ldirectord too (its own default, kept): it runs on
     # both directors, heartbeat moves only the sync daemon's master role and the VIP.
@@ -174,7 +173,7 @@ def test_director_install_remove_purge(chroot: Chroot, role_debs: dict[str, Path
     assert "lvs-director" not in ch.sh("dpkg-divert --list").stdout
     assert "ldirectord.service" in _links(ch, wants)  # ldirectord's own default, never touched
     assert not (ch.root / "usr/share/lvs-director").exists()
-    assert not (ch.root / "etc/apache2/sites-enabled/lvs-director.conf").exists()
+    assert not (ch.root / "etc/apache2/conf-enabled/lvs-director.conf").exists()
     # A removed director does not rejoin at its next boot: ha.cf stays (a conffile) and so does
     # the key, but heartbeat is disabled, with the mark that has a reinstall enable it again.
     assert (ha / "ha.cf").exists() and (ha / "authkeys").exists()
@@ -262,7 +261,6 @@ def test_realserver_install_remove_purge(chroot: Chroot, role_debs: dict[str, Pa
     assert _status(ch, "lvs-realserver") == "install ok installed"
     assert "lvs-realserver.service" in _links(ch, "etc/systemd/system/multi-user.target.wants/*.service")
     assert (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").is_symlink()
-    assert (ch.root / "etc/apache2/sites-enabled/lvs-realserver.conf").is_symlink()
     assert (ch.root / "etc/apache2/mods-enabled/include.load").is_symlink()
     assert (ch.root / "usr/share/lvs-realserver/www/ldirector.html").read_text() == "Test Page\n"
     assert "arp_ignore = 1" in (ch.root / "etc/sysctl.d/60-lvs-realserver.conf").read_text()
@@ -275,7 +273,6 @@ def test_realserver_install_remove_purge(chroot: Chroot, role_debs: dict[str, Pa
     ch.apt("remove lvs-realserver")
     assert _status(ch, "lvs-realserver") == "deinstall ok config-files"
     assert not (ch.root / "etc/apache2/conf-enabled/lvs-realserver.conf").exists()
-    assert not (ch.root / "etc/apache2/sites-enabled/lvs-realserver.conf").exists()
     assert not (ch.root / "etc/apache2/mods-enabled/include.load").exists()  # ours: enabled by us
     ch.apt("purge lvs-realserver")
     _assert_purged_like_before(ch, before, "lvs-realserver")
@@ -317,7 +314,7 @@ def _pages(ch: Chroot, requests: list[tuple[str, str]]) -> dict[str, str]:
 @pytest.mark.parametrize("chroot", ["trixie"], indirect=True)
 def test_a_real_server_keeps_the_admins_site_and_module(chroot: Chroot, role_debs: dict[str, Path]) -> None:
     """On a web server the admin runs already (mod_include enabled, a site of theirs): our pages
-    answer on the cluster's addresses only, the admin's site keeps its `/`, and removing
+    answer / for the cluster's own Host names only, the admin's site keeps its `/`, and removing
     lvs-realserver leaves mod_include enabled (it was not ours)."""
     ch = chroot
     ch.apt("install " + " ".join(_depends(role_debs["lvs-realserver"])))
