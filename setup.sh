@@ -24,7 +24,7 @@ APT_PACKAGES=(
     dnsmasq-base ipxe-qemu    # pxe serve (DHCP + TFTP; no system service); QEMU's PXE ROM
     equivs                    # bench/: the peer build-deb is measured against
     gpg gpgv                  # build-repo: signing the repository, checking it
-    piuparts                  # the full tier: Debian's install/remove/purge checker on the role packages
+    piuparts                  # the slow tier: Debian's install/remove/purge checker on the role packages
     debhelper dh-python       # debian/: lvs-builder's own package (dpkg-buildpackage -b)
     python3-click python3-debian python3-jinja2 python3-yaml  # what that package runs on
 )
