@@ -182,6 +182,10 @@ def test_director_install_remove_purge(chroot: Chroot, role_debs: dict[str, Path
     assert mark.exists()
     _reinstall(ch, role_debs["lvs-director"])
     assert "heartbeat.service" in _links(ch, wants) and not mark.exists()
+    # our own units, masked by the remove (their files were gone), are unmasked and enabled again
+    assert "lvs-sync-backup.service" in _links(ch, wants)
+    assert not (ch.root / "etc/systemd/system/lvs-sync-backup.service").is_symlink()
+    assert not (ch.root / "etc/systemd/system/lvs-identity.service").is_symlink()
     # An admin who disabled heartbeat keeps it disabled through remove and reinstall (no mark).
     ch.sh("systemctl disable heartbeat.service")
     ch.apt("remove lvs-director")
