@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import __version__, authkey, lab, pipeline, pxe, spec
-from .command import Command, Group, say_error
+from .command import Command, Group, warn_later
 from .errors import BuilderError
 from .image import ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
@@ -56,8 +56,7 @@ def _kind(value: str) -> Kind:
 
 def _load(spec_path: Path | None, release: str | None = None, allow_weak_auth: bool = False) -> pipeline.Loaded:
     loaded = pipeline.load_cluster(spec_path, release=release, allow_weak_auth=allow_weak_auth)
-    for w in loaded.warnings:
-        say_error(f"warning: {w}")
+    warn_later(loaded.warnings)
     return loaded
 
 

@@ -42,15 +42,28 @@ def _os_line(e: OSError) -> str:
     return f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
 
 
+WARNINGS = "lvs-builder.warnings"
+
+
+def warn_later(warnings: list[Any]) -> None:
+    """The spec's warnings, said once the command has done its work: a command that fails
+    says one line, its error."""
+    click.get_current_context().meta.setdefault(WARNINGS, []).extend(warnings)
+
+
 class Command(click.Command):
     """A command that turns library errors, OS errors (a read-only or full --out) and signals
     (Ctrl-C, SIGTERM, SIGHUP: everything staged is removed on the way out) into one line each
-    and a non-zero exit, also when it runs on its own (build-deb, build-image)."""
+    and a non-zero exit, also when it runs on its own (build-deb, build-image). The spec's
+    warnings follow what it did."""
 
     def invoke(self, ctx: click.Context) -> Any:
         previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            for w in ctx.meta.pop(WARNINGS, []):
+                say_error(f"warning: {w}")
+            return result
         except BuilderError as e:
             fail(e)
         except OSError as e:

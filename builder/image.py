@@ -22,7 +22,7 @@ from . import data_root
 from .deb import KEY_MODE
 from .errors import ToolError
 from .mirror import debian_mirror, debian_security_mirror
-from .model import Cluster, Role
+from .model import CONSOLE_TTY, Cluster, Role
 from .run import require, run
 from .writer import staging
 
@@ -44,7 +44,7 @@ DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
 # The kernel command line the image's own boot loader gives (diskimage-builder's root label,
 # its serial console, our net.ifnames=0), for booting the image's kernel and initrd directly
 # (QEMU -kernel, a PXE entry): the same system, without the boot loader's detour.
-CONSOLE_CMDLINE = "console=tty0 console=ttyS0,115200 net.ifnames=0"
+CONSOLE_CMDLINE = f"console=tty0 console={CONSOLE_TTY},115200 net.ifnames=0"
 DIRECT_BOOT_CMDLINE = f"root=LABEL=cloudimg-rootfs ro {CONSOLE_CMDLINE}"
 
 

@@ -14,6 +14,10 @@ from typing import Any, Optional
 
 from .errors import Problem
 
+# The nodes' serial console: the images' kernel (console=ttyS0) and the lab's VMs write it;
+# a heartbeat serial medium needs another port (the second one, ttyS1).
+CONSOLE_TTY = "ttyS0"
+
 
 class Release(enum.Enum):
     TRIXIE = "trixie"
@@ -347,6 +351,18 @@ class Cluster:
     @property
     def sync_interface(self) -> str:
         return self.sync_daemon.interface or self.network.interface
+
+    @property
+    def heartbeat_paths(self) -> tuple[str, ...]:
+        """heartbeat's independent paths between the directors: each interface its media use,
+        and the serial line (a null-modem cable no switch can cut)."""
+        paths = {f"serial {m.device}" if m.type is MediaType.SERIAL else m.interface or self.network.interface
+                 for m in self.heartbeat.media}
+        return tuple(sorted(paths))
+
+    @property
+    def serial_medium(self) -> Optional[Media]:
+        return next((m for m in self.heartbeat.media if m.type is MediaType.SERIAL), None)
 
     @property
     def ipvs_modules(self) -> tuple[str, ...]:

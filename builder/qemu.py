@@ -66,6 +66,9 @@ class Vm:
     cpus: int = 1
     tap: str | None = None
     netns: str | None = None
+    # A null-modem cable to another VM: its second serial port (the guest's ttyS1) joined to
+    # the other's through a unix socket, (path, True) on the side that listens. Not the host's.
+    serial_link: tuple[Path, bool] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     console_mark: int = 0  # the console's size when QEMU last started: what this boot wrote follows
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -112,6 +115,7 @@ class Vm:
                 "-m", str(self.memory_mib), "-smp", str(self.cpus),
                 "-display", "none", "-nodefaults", "-no-user-config",
                 "-chardev", f"file,id=con0,path={self.console},append=on", "-serial", "chardev:con0",
+                *self._serial_link_args(),
                 *(["-drive", f"file={overlay},if=virtio,format=qcow2"] if self.image is not None else []),
                 *net, "-device", nic,
                 "-chardev", f"socket,path={self.qga_socket},server=on,wait=off,id=qga0",
@@ -126,6 +130,14 @@ class Vm:
         with open(self.workdir / f"{self.name}.qemu.log", "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                          start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _serial_link_args(self) -> list[str]:
+        if self.serial_link is None:
+            return []
+        path, listen = self.serial_link
+        # the listening side takes the other again after a power cycle; the other reconnects
+        how = "server=on,wait=off" if listen else "server=off,reconnect=1"
+        return ["-chardev", f"socket,id=link0,path={path},{how}", "-serial", "chardev:link0"]
 
     @property
     def running(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import Problem
 from .model import (
+    CONSOLE_TTY,
     AuthMethod,
     CheckType,
     Cluster,
@@ -368,7 +369,11 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
             if md.device is None:
                 c.add(f"{p}.device", "required for a serial medium")
             elif not _SERIAL_RE.fullmatch(md.device):
-                c.add(f"{p}.device", f"{md.device!r} is not a serial device (/dev/ttyS0, /dev/ttyUSB0, ...)")
+                c.add(f"{p}.device", f"{md.device!r} is not a serial device (/dev/ttyS1, /dev/ttyUSB0, ...)")
+            elif md.device == f"/dev/{CONSOLE_TTY}":
+                c.add(f"{p}.device", f"{md.device} is the nodes' serial console (the images boot with "
+                      f"console={CONSOLE_TTY}): heartbeat and the console would share one line; connect the "
+                      "null-modem cable to the second port, /dev/ttyS1")
             if md.baud not in (9600, 19200, 38400, 57600, 115200, 230400):
                 c.add(f"{p}.baud", f"{md.baud} is not a baud rate heartbeat supports")
             if md.interface is not None:
@@ -393,6 +398,11 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
         _port(c, f"{p}.port", md.port)
     if serials > 1:
         c.add("heartbeat.media", "heartbeat drives one serial link at a time; list one serial medium")
+    if len(m.heartbeat_paths) == 1 and not serials:
+        warnings.append(Problem("heartbeat.media", f"every medium runs over {m.heartbeat_paths[0]} and none is serial: "
+                                "one lost link or switch port splits the brain (both directors take the VIPs); "
+                                "add a serial medium (a null-modem cable, /dev/ttyS1) or a ucast medium on "
+                                "a second interface"))
 
     t = hb.timing
     for name in ("keepalive", "warntime", "deadtime", "initdead"):
@@ -440,6 +450,11 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
         else:
             warnings.append(Problem("heartbeat.auth", f"{hb.auth.value} is weak; anyone on the segment "
                                     "can forge heartbeat packets"))
+    ipfail = next((i for i, r in enumerate(hb.respawn) if r.command.rsplit("/", 1)[-1] == "ipfail"), None)
+    if ipfail is not None and not hb.ping_nodes:
+        warnings.append(Problem(f"heartbeat.respawn[{ipfail}]", "ipfail is respawned but heartbeat.ping_nodes is "
+                                "empty: ipfail does nothing without ping nodes (a router or another host outside "
+                                "the cluster that each director should reach)"))
     addrs = {n.address for n in m.directors + m.real_servers}
     for i, ping in enumerate(hb.ping_nodes):
         if ping in addrs or ping in m.vips:

@@ -15,7 +15,7 @@ from builder import authkey, deb, loading, render, spec
 from builder.cli import cli
 from builder.model import Extra, Kind, Role
 
-from .conftest import GOLDEN, write_spec
+from .conftest import GOLDEN, REPO, write_spec
 
 KEY = "0" * 64
 RING = authkey.Ring(1, 1, ((1, KEY),))
@@ -182,7 +182,7 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
         "address": "192.168.1.106", "protocol": "fwm", "fwmark": 7, "forwarding": "ipip", "scheduler": "sh",
         "check": {"type": "external", "command": "/usr/local/bin/check"}})
     reference["heartbeat"]["media"] += [{"type": "ucast", "interface": "eth1"},
-                                         {"type": "serial", "device": "/dev/ttyS0", "baud": 115200}]
+                                         {"type": "serial", "device": "/dev/ttyS1", "baud": 115200}]
     reference["heartbeat"]["timing"] = {"keepalive": 0.5, "warntime": 2, "deadtime": 3, "initdead": 10}
     files = rendered(Role.DIRECTOR, reference)
     ld = files["etc/ha.d/ldirectord.cf.lvs-director"].content.decode()
@@ -193,7 +193,7 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
         assert line in ld.splitlines()
     ha = files["etc/ha.d/ha.cf"].content.decode().splitlines()
     assert ha.index("baud 115200") < ha.index("bcast eth0")  # heartbeat: baud must precede the media
-    for line in ("ucast eth1 192.168.1.103", "ucast eth1 192.168.1.104", "serial /dev/ttyS0", "baud 115200",
+    for line in ("ucast eth1 192.168.1.103", "ucast eth1 192.168.1.104", "serial /dev/ttyS1", "baud 115200",
                  "keepalive 500ms", "deadtime 3"):
         assert line in ha
     hares = files["etc/ha.d/haresources"].content.decode()
@@ -225,7 +225,7 @@ def test_render_dry_run_writes_nothing_then_write_then_diff(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["node"]  # no staging dir left behind
     r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run"])
     node_files = [p for p in rendered(Role.REALSERVER) if not p.startswith("DEBIAN/")]
-    assert r.output.strip().endswith(f"0 changed, {len(node_files)} unchanged (dry run)")
+    assert f"0 changed, {len(node_files)} unchanged (dry run)" in r.output.splitlines()
     (out / "etc/sysctl.d/60-lvs-realserver.conf").write_text("edited\n")
     r = CliRunner().invoke(cli, ["render", "realserver", "--out", str(out), "--dry-run", "--diff"])
     assert "would write changed etc/sysctl.d/60-lvs-realserver.conf" in r.output
@@ -264,3 +264,17 @@ def test_a_world_readable_key_is_refused(tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert r.output == f"error: {key}: the cluster key is readable by others (mode 0644); chmod 600 {key}\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_the_two_paths_example_has_a_serial_link_and_a_ping_node_and_no_warning() -> None:
+    """docs/examples/two-paths.yaml: the reference cluster with the second heartbeat path its
+    directors' serial ports are for (ttyS1: ttyS0 is the console) and ipfail's ping node."""
+    c, warnings = spec.load(REPO / "docs" / "examples" / "two-paths.yaml")
+    assert warnings == []
+    assert c.heartbeat_paths == ("eth0", "serial /dev/ttyS1")
+    ha = render.render(c, Role.DIRECTOR, None, epoch=deb.DEFAULT_EPOCH)["etc/ha.d/ha.cf"].content.decode().splitlines()
+    assert ha.index("baud 115200") < ha.index("serial /dev/ttyS1")
+    assert "ping 192.168.1.1" in ha and "respawn hacluster /usr/libexec/heartbeat/ipfail" in ha
+    # the same cluster: its real servers' package is the reference's, byte for byte
+    ref, _ = spec.load(None)
+    assert render.render(c, Role.REALSERVER, None, epoch=0) == render.render(ref, Role.REALSERVER, None, epoch=0)

@@ -30,6 +30,12 @@ def apply(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 S = "virtual_services[0]"
+# What the reference spec itself is warned of: the tutorial's one heartbeat path, ipfail without ping nodes.
+ONE_PATH = ("heartbeat.media", "heartbeat.respawn[0]")
+
+
+def other_warnings(warnings: list[Any]) -> list[str]:
+    return [str(w) for w in warnings if w.path not in ONE_PATH]
 # (mutations, the exact error line). Every line names the path of the problem.
 BAD: list[tuple[dict[str, Any], str]] = [
     ({f"{S}.scheduler": "rrr"},
@@ -85,7 +91,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"heartbeat.timing.keepalive": 0.0005},
      "heartbeat.timing.keepalive: 0.0005 s is finer than the millisecond heartbeat counts in"),
     ({"heartbeat.media[0]": {"type": "serial", "device": "/tmp/ttyS0"}},
-     "heartbeat.media[0].device: '/tmp/ttyS0' is not a serial device (/dev/ttyS0, /dev/ttyUSB0, ...)"),
+     "heartbeat.media[0].device: '/tmp/ttyS0' is not a serial device (/dev/ttyS1, /dev/ttyUSB0, ...)"),
+    ({"heartbeat.media[0]": {"type": "serial", "device": "/dev/ttyS0"}},
+     "heartbeat.media[0].device: /dev/ttyS0 is the nodes' serial console (the images boot with console=ttyS0): "
+     "heartbeat and the console would share one line; connect the null-modem cable to the second port, /dev/ttyS1"),
     ({"heartbeat.media[0]": {"type": "serial"}}, "heartbeat.media[0].device: required for a serial medium"),
     ({"heartbeat.media[1].group": "192.168.1.200"},
      "heartbeat.media[1].group: 192.168.1.200 is not a multicast address (224.0.0.0/4)"),
@@ -254,7 +263,7 @@ def test_a_page_may_have_lines(reference: dict[str, Any]) -> None:
 def test_missing_fallback_is_a_warning_not_an_error(reference: dict[str, Any]) -> None:
     del reference["virtual_services"][0]["fallback"]
     _, warnings = loading.load(reference)
-    assert [str(w) for w in warnings] == [
+    assert other_warnings(warnings) == [
         f"{S}.fallback: none: with every real server down nothing answers "
         "(the tutorial's fallback is 127.0.0.1:80 gate)"]
 
@@ -269,7 +278,7 @@ def test_weak_auth_with_opt_in_warns(reference: dict[str, Any]) -> None:
 def test_a_node_without_a_mac_warns_and_cannot_be_pxe_rolled_out(reference: dict[str, Any]) -> None:
     del reference["real_servers"][1]["mac"]
     cluster, warnings = loading.load(reference)
-    assert [str(w) for w in warnings] == [
+    assert other_warnings(warnings) == [
         "provisioning: no MAC for webserver2: build-pxe refuses until every node has one"]
     assert [str(p) for p in model.pxe_problems(cluster)] == [
         "real_servers[1].mac: webserver2 has no MAC, so no PXE entry can name it: add its MAC, or roll it out "
@@ -285,7 +294,7 @@ def test_an_unsigned_repository_is_a_warning_and_ships_a_trusted_entry(reference
 
     reference["repository"] = {"url": "http://192.168.1.10:8080/"}
     cluster, warnings = loading.load(reference)
-    assert [str(w) for w in warnings] == [
+    assert other_warnings(warnings) == [
         "repository.key: absent: the nodes' sources entry says 'Trusted: yes' and apt installs whatever that URL "
         "serves; give the signing key's public half"]
     files = render.render(cluster, Extra.APT_SOURCE, None, epoch=0)

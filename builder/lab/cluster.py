@@ -60,6 +60,7 @@ class LabNode:
 def client_address(cluster: Cluster) -> IPv4Interface:
     """The highest address of the spec's subnet that no node, VIP or gateway uses."""
     used = {n.address for n in (*cluster.directors, *cluster.real_servers)} | set(cluster.vips)
+    used.update(cluster.heartbeat.ping_nodes)
     if cluster.network.gateway:
         used.add(cluster.network.gateway)
     if cluster.provisioning:
@@ -109,6 +110,9 @@ class Lab:
                     kernel=stem.with_suffix(".vmlinuz"), initrd=stem.with_suffix(".initrd"), append=append,
                     memory_mib=MEMORY_MIB, tap=f"tap{i}", netns=self.netns.name)
             self.nodes.append(LabNode(node, role, vm))
+        if cluster.serial_medium is not None:  # the directors' null-modem cable, ttyS1 to ttyS1
+            for i, n in enumerate(self.directors):
+                n.vm.serial_link = (workdir / "serial-link.sock", i == 0)
 
     # -- set-up and tear-down ---------------------------------------------------------
 
@@ -127,12 +131,21 @@ class Lab:
             if self.pxe_tree is not None:
                 assert self.cluster.provisioning is not None
                 self.netns.add_address(IPv4Interface(f"{self.cluster.provisioning.server}/{self.cluster.subnet.prefixlen}"))
+            for ping in self.ping_nodes:  # the lab's router: what ipfail pings answers on the bridge
+                self.netns.add_address(IPv4Interface(f"{ping}/{self.cluster.subnet.prefixlen}"))
         except BaseException:
             self.close()  # __exit__ does not run when __enter__ fails
             raise
         self.progress(f"network namespace {self.netns.name}: bridge, {len(self.nodes)} taps, "
-                      f"client {self.netns.host}, no route out")
+                      f"client {self.netns.host}, no route out"
+                      + "".join(f", ping node {p} on the bridge" for p in self.ping_nodes)
+                      + (", a serial link between the directors" if self.cluster.serial_medium else ""))
         return self
+
+    @property
+    def ping_nodes(self) -> list[str]:
+        """The spec's ping nodes the lab can stand in for: those on the nodes' subnet."""
+        return [str(p) for p in self.cluster.heartbeat.ping_nodes if p in self.cluster.subnet]
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -149,7 +162,8 @@ class Lab:
         for n in self.nodes:
             n.vm.stop()
         self.netns.delete()
-        for leftover in (*self.workdir.glob("*.qcow2"), *self.workdir.glob("*.qga"), *self.workdir.glob("*.qmp")):
+        for leftover in (*self.workdir.glob("*.qcow2"), *self.workdir.glob("*.qga"), *self.workdir.glob("*.qmp"),
+                         *self.workdir.glob("*.sock")):
             leftover.unlink()
 
     # -- who is who -------------------------------------------------------------------
