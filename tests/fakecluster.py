@@ -21,6 +21,7 @@ BOOT_S = 20.0
 CHECK_S = 3.0       # ldirectord: a real server's weight follows its health after this long
 SETTLE_S = 1.0      # a split is settled this long after the two hear each other again
 SYNC_DELAY = 8.0    # a director that claimed the VIPs runs the sync daemon's master role this long after
+IPFAIL_S = 6.0      # ipfail: a director that lost its ping nodes while its peer has them yields this long after
 
 
 @dataclass(eq=False)
@@ -40,6 +41,7 @@ class FakeNode:
     claimed_at: float = 0.0
     last_heard: float = 0.0
     both_since: float | None = None
+    link_down_at: float = 0.0
     generation: int = 1      # heartbeat's, raised on every start of the stack
     panic: str | None = None  # its console's panic line (a panicked guest is frozen too)
     journal: list[tuple[float, str]] = field(default_factory=list)
@@ -127,7 +129,9 @@ class FakeLab:
         return self.up(n) and not n.frozen and n.link
 
     def hears(self, a: FakeNode, b: FakeNode) -> bool:
-        return (self.alive(a) and self.alive(b) and a.link and b.link and not (a.isolated and b.isolated))
+        """heartbeat's packets pass: over the segment, or over the serial link whatever the segment does."""
+        return (self.alive(a) and self.alive(b)
+                and (self.cluster.serial_medium is not None or a.link and b.link and not (a.isolated and b.isolated)))
 
     def _claim(self, d: FakeNode) -> None:
         d.held = frozenset(self.vips)
@@ -152,6 +156,12 @@ class FakeLab:
             elif self.t - d.last_heard > DEADTIME and not d.held and self.broken != "no-takeover":
                 self._say(d, f"WARN: node {peer.name}: is dead")
                 self._claim(d)
+        for d, peer in ((a, b), (b, a)):  # ipfail: the one that cannot reach the ping nodes yields
+            if (self.cluster.heartbeat.ping_nodes and self.hears(d, peer) and d.held and not d.link and peer.link
+                    and self.t - d.link_down_at >= IPFAIL_S):
+                self._say(d, "ipfail: giving up all resources (ping nodes unreachable here)")
+                d.held = frozenset()
+                self._claim(peer)
         if self.hears(a, b) and not a.held and not b.held and self.t - max(a.booted_at, b.booted_at) > DEADTIME:
             self._claim(a)  # a cluster that starts together: haresources' node takes the group
         if self.hears(a, b) and a.held and b.held and self.broken != "no-settle":
@@ -160,7 +170,12 @@ class FakeLab:
                 keep, drop = (a, b) if a.claimed_at <= b.claimed_at else (b, a)
                 drop.held = frozenset()
                 drop.generation += 1  # heartbeat restarts itself on the one that gave up
-                self._claim(keep)
+                if self.broken == "heal-gap":  # heartbeat's own heal: both give up, restart, wait
+                    keep.held = frozenset()
+                    keep.generation += 1
+                    a.booted_at = b.booted_at = self.t
+                else:
+                    self._claim(keep)
                 a.both_since = None
         else:
             a.both_since = None
@@ -322,6 +337,7 @@ class FakeLab:
 
     def set_link(self, n: FakeNode, up: bool) -> str | None:
         n.link = up
+        n.link_down_at = self.t
         return None
 
     def isolate(self, nodes: list[FakeNode], on: bool) -> str | None:

@@ -112,12 +112,34 @@ def _vip_hooks_act(ch: Chroot) -> None:
         vip before
         timeout 20 /usr/libexec/lvs-director/heartbeat-stop after
         vip after                       # heartbeat stopped: no VIP stays
+        # A healed partition: loadb1's heartbeat restarts, this one's does not (it logged no
+        # "returning after partition"): this director keeps the VIPs and says so (step=kept).
+        HA_src=loadb1 HA_step=heal timeout 20 /etc/ha.d/harc lvs-handover
+        vip healed
+        echo "told=$(grep -c '^step=kept$' /var/lib/heartbeat/fifo)"
+        # heartbeat's restart gives up every resource: a director that keeps the VIPs across it leaves them
+        date +%s > /run/lvs-builder/keep-vips
+        /etc/ha.d/resource.d/LVSVip 192.168.1.105/24/eth0/192.168.1.255 stop
+        vip restarting
+        HA_src=loadb1 HA_step=kept timeout 20 /etc/ha.d/harc lvs-handover
+        vip released                    # the other keeps them: released here at once
+        echo "mark=$(ls /run/lvs-builder/keep-vips 2>/dev/null)"
+        # heartbeat's start on a machine without the serial port ha.cf names: one line saying so
+        /usr/libexec/lvs-director/heartbeat-serial && echo "serial_ok=0"
+        cp /etc/ha.d/ha.cf /tmp/ha.cf && echo "serial /dev/ttyS9" >> /tmp/ha.cf
+        mount --bind /tmp/ha.cf /etc/ha.d/ha.cf
+        echo "serial_missing=$(/usr/libexec/lvs-director/heartbeat-serial 2>&1; echo " exit $?")"
     """
-    out = ch.sh(f"unshare --uts /bin/sh -ec {shlex.quote(script)}").stdout
+    out = ch.sh(f"unshare --uts --mount /bin/sh -ec {shlex.quote(script)}").stdout
     facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert (facts["asked"], facts["dead"], facts["answer"], facts["before"], facts["after"]) == \
         ("0", "1", "/run/lvs-builder/handed-over", "1", "0"), out
     assert (facts["key"], facts["keyheld"]) == ("LVSSyncDaemonSwap::master", "no"), out
+    assert (facts["healed"], facts["told"], facts["restarting"], facts["released"], facts["mark"]) == \
+        ("1", "1", "1", "0", ""), out
+    assert facts["serial_ok"] == "0" and facts["serial_missing"] == (
+        "lvs-director: /etc/ha.d/ha.cf: serial /dev/ttyS9: no such device on this machine; heartbeat cannot start "
+        "(a machine without that port, or the cable on another: name the port in the spec's heartbeat.media) exit 1"), out
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)

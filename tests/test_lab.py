@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from builder import lab
 
-from .conftest import BuiltImages
+from .conftest import REPO, BuiltImages
 
 LVS_BUILDER = str(Path(sys.executable).parent / "lvs-builder")
 
@@ -53,7 +54,9 @@ ROTATION_KEYS = ["k1", "k2", "k3", "k-end"]  # the key rotation, after the upgra
 # active director both ways, and the faults that break HA pairs), within CI's time. The
 # tutorial's combined failures (3-*, 5-*) and one real server's power loss (1; the PXE lab's
 # 3-kill has it) run in the full tier: `./setup.sh test -m full`.
-CI_KEYS = ["2-kill", "2-stop", "4", "hang", "partition", "link", "real-stopped", "real-page", "real-hung"]
+# The hang and the link fault run on the two-path cluster (below), where each tells more.
+CI_KEYS = ["2-kill", "2-stop", "4", "partition", "real-stopped", "real-page", "real-hung"]
+TWO_PATH_KEYS = ["partition", "link", "hang"]
 
 
 @pytest.mark.slow
@@ -93,6 +96,9 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
         assert r["two_holders_s"] is not None and r["no_holder_s"] is not None and r["arp_followed"] is True, r
         if key != "partition":  # one path (bcast and mcast on eth0): the split is expected, reported
             assert r["served_again_s"] is not None and r["detected_s"] is not None, r
+        else:  # ... and healed without an outage: one holder throughout, no request failed
+            assert r["two_holders_s"] > 0 and r["detail"].endswith(", 0 failed"), r
+            assert r["after_restore"]["no_holder_s"] == 0 and r["after_restore"]["failed"] == 0, r
         # every virtual service is requested; a sick real server is out of every one that lists it
         assert set(r["served_again"]) == {"192.168.1.105:80"}, r
     # auto_failback off: after a director's failure the VIPs stay with the survivor; after a
@@ -104,6 +110,47 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
         assert moved == plan[key].takeover, (before, key)
     assert "booting loadb1 (director), loadb2 (director), webserver1 (realserver), webserver2 (realserver)" \
         in stderr
+    assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+@pytest.mark.slow
+def test_with_a_serial_link_and_a_ping_node_no_fault_of_one_path_splits_the_brain(
+        built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
+    """docs/examples/two-paths.yaml, the reference cluster with a null-modem cable between its
+    directors (the lab joins their ttyS1) and a router for ipfail to ping (the lab's bridge
+    answers for 192.168.1.1). Its real servers' image is the reference's (same packages, byte
+    for byte): only the director's is built. A partition of the segment splits nothing; the
+    active director's link down hands the VIPs over through ipfail; a hang is taken over and,
+    on resume, one director keeps the VIPs without a gap."""
+    spec_path = tmp_path / "two-paths.yaml"
+    shutil.copy(REPO / "docs" / "examples" / "two-paths.yaml", spec_path)
+    # the same cluster, so the same key: the reference's, beside the spec as a spec's key is kept
+    shutil.copy(built_images.data_home / "lvs-builder" / "reference.authkey", tmp_path / "two-paths.authkey")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.vmlinuz", "lvs-realserver-trixie.initrd",
+                 "lvs-realserver_1.0_all.deb"):
+        os.link(built_images.out / name, images / name)
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json",
+                         *[a for k in TWO_PATH_KEYS for a in ("--scenario", k)])
+    argv[argv.index("--no-build")] = "--spec"
+    argv.insert(argv.index("--spec") + 1, str(spec_path))
+    argv[argv.index("--images") + 1] = str(images)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        stdout, stderr = proc.communicate(timeout=3600)
+    table = (tmp_path / "lab" / "report.md").read_text()
+    show("\n" + table)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "building lvs-realserver" not in stderr and "building lvs-director-trixie.qcow2" in stderr
+    assert "ping node 192.168.1.1 on the bridge, a serial link between the directors" in stderr
+    rows = {r["key"]: r for r in json.loads(stdout)["rows"]}
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *TWO_PATH_KEYS]
+    assert all(r["ok"] for r in rows.values())
+    part, link, hang = (rows[k] for k in TWO_PATH_KEYS)
+    assert (part["two_holders_s"], part["no_holder_s"], part["failed"]) == (0, 0, 0), part
+    assert link["two_holders_s"] == 0 and link["vip_at_end"] != part["vip_at_end"], link  # ipfail moved them
+    assert hang["served_again_s"] is not None and hang["after_restore"]["no_holder_s"] == 0, hang
+    assert hang["after_restore"]["failed"] == 0, hang
     assert f"lvs-lab-{proc.pid}" not in namespaces()
 
 

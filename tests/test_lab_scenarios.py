@@ -43,12 +43,14 @@ def healthy(m: FakeLab) -> Any:
 
 
 SHOP = REPO / "docs" / "examples" / "shop.yaml"
+TWO_PATHS = REPO / "docs" / "examples" / "two-paths.yaml"
 
 
-@pytest.mark.parametrize("cluster", ["reference", "shop"])
+@pytest.mark.parametrize("cluster", ["reference", "shop", "two-paths"])
 @pytest.mark.parametrize("key", [sc.key for sc in SCENARIOS if not sc.transfer])
 def test_every_scenario_goes_from_healthy_to_healthy(key: str, cluster: str) -> None:
-    m = fake(spec.parse(SHOP.read_text()) if cluster == "shop" else None)
+    examples = {"shop": SHOP, "two-paths": TWO_PATHS}
+    m = fake(spec.parse(examples[cluster].read_text()) if cluster in examples else None)
     active = healthy(m)
     row, holder = run_scenario(m, PLAN[key], active)
     assert row.ok, row.detail
@@ -70,6 +72,28 @@ def test_a_partition_of_one_path_is_reported_as_split_brain_and_heals_to_one_hol
     assert row.two_holders_s is not None and row.two_holders_s > 20  # both held the VIP while split
     assert row.after_restore is not None and row.after_restore["two_holders_s"] < 5
     assert row.detected.get("loadb1") is not None  # the standby's log: its peer is dead
+
+
+def test_a_heal_that_leaves_the_vips_nowhere_fails_the_row() -> None:
+    """heartbeat's own way out of a split, as the lab measured it before lvs-director kept the
+    VIPs across the restart: both give them up, restart, and wait before one takes them."""
+    m = fake(broken="heal-gap")
+    row, holder = run_scenario(m, PLAN["partition"], healthy(m))
+    assert not row.ok and holder is not None
+    assert "after the heal no director held the VIPs for" in row.detail
+    assert "requests failed after the heal" in row.detail
+
+
+def test_with_a_serial_link_a_partition_splits_nothing_and_ipfail_moves_the_vips_off_a_cut_director() -> None:
+    m = fake(spec.parse(TWO_PATHS.read_text()))
+    active = healthy(m)
+    row, _ = run_scenario(m, PLAN["partition"], active)
+    assert row.ok and (row.two_holders_s, row.failed) == (0, 0), row.detail
+    assert row.vip_at_end == active.name
+    row, holder = run_scenario(m, PLAN["link"], active)
+    assert row.ok and row.two_holders_s == 0, row.detail
+    assert holder is not None and holder is not active  # ipfail: the cut director yielded
+    assert "ipfail: giving up" in " ".join(t for _, t in active.journal)
 
 
 def test_a_hang_is_taken_over_and_the_resumed_director_does_not_keep_the_vip_forever() -> None:

@@ -16,6 +16,10 @@ from .stack import seen_in_journal
 from .traffic import STEADY, Service, good, served_again
 
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
+# After a split or a hang heals one director keeps the VIPs and the other releases them once the
+# keeper has announced them: both hold them for the moments that takes (heartbeat's messages and
+# harc under emulation), never none.
+HEAL_TWO_HOLDERS_S = 5.0
 DEGRADED_BEFORE_END = 10  # a timed fault's degraded state is checked this long before it is undone
 POLL = 1.0
 
@@ -185,6 +189,9 @@ class Run:
             self.problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
             for d in m.directors:  # what each did since the restore, while it is in their journals
                 m.save_journal(d, f"{sc.key}-{d.name}.converge.journal", checks.CONVERGE_TIMEOUT // 60 + 2)
+        if self._heals():  # both directors' own account of the fault and the heal, kept in the workdir
+            for d in m.directors:
+                m.save_journal(d, f"{sc.key}-{d.name}.heal.journal", int(m.now() - t_fail) // 60 + 2)
         if transfer is not None:
             self.problems += transfer.finish(row, t_fail)
         t_end = m.now()
@@ -193,12 +200,44 @@ class Run:
         row.vip_at_end = holder.name if holder else None
         if ok and expect is not None and holder is not expect:
             self.problems.append(f"the VIPs are on {row.vip_at_end}, not {expect.name}")
+        self.problems += self._heal_problems()
         row.seconds = t_end - t_fail
         row.ok = not self.problems
         notes = [f"{row.failed_restoring} failed from the restore on"] if row.failed_restoring else []
+        if self._heals() and row.after_restore is not None:
+            a = row.after_restore
+            notes.append(f"after the heal: two holders {a['two_holders_s']:.0f} s, no holder {a['no_holder_s']:.0f} s, "
+                         f"{a['failed']} failed")
         row.detail = "; ".join(self.problems) or "; ".join(
             [self._summary(), *self._transfer_summary(), *notes])
         return row, (holder if ok else None)
+
+    def _heals(self) -> bool:
+        """A fault that ends with both directors running, each having served alone or not."""
+        df = self.sc.director_fault
+        return df is not None and df[0] in (Kind.HANG, Kind.PARTITION, Kind.LINK)
+
+    def _heal_problems(self) -> list[str]:
+        """Healing costs no more than the fault: from the heal on one director keeps the VIPs
+        without a gap and no request fails; with a second heartbeat path (a serial link, a
+        second interface) a partition of one path splits nothing."""
+        row, after = self.row, self.row.after_restore
+        if not self._heals() or after is None:
+            return []
+        problems = []
+        if self.sc.director_fault == (Kind.PARTITION, Target.DIRECTORS) and len(self.m.cluster.heartbeat_paths) > 1:
+            if row.two_holders_s:
+                problems.append(f"both directors held the VIPs for {row.two_holders_s:.0f} s although heartbeat has "
+                                f"a second path ({', '.join(self.m.cluster.heartbeat_paths)})")
+            if row.failed:
+                problems.append(f"{row.failed} requests failed although heartbeat has a second path")
+        if after["no_holder_s"]:
+            problems.append(f"after the heal no director held the VIPs for {after['no_holder_s']:.0f} s")
+        if after["two_holders_s"] > HEAL_TWO_HOLDERS_S:
+            problems.append(f"after the heal both directors held the VIPs for {after['two_holders_s']:.0f} s")
+        if after["failed"]:
+            problems.append(f"{after['failed']} requests failed after the heal")
+        return problems
 
     def _degraded(self) -> list[str]:
         """The degraded state, as the survivor (and a standby no fault touched) must show it."""
