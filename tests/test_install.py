@@ -139,7 +139,8 @@ def _vip_hooks_act(ch: Chroot) -> None:
         ("1", "1", "1", "0", ""), out
     assert facts["serial_ok"] == "0" and facts["serial_missing"] == (
         "lvs-director: /etc/ha.d/ha.cf: serial /dev/ttyS9: no such device on this machine; heartbeat cannot start "
-        "(a machine without that port, or the cable on another: name the port in the spec's heartbeat.media) exit 1"), out
+        "(a machine without that port, or the cable on another: name the port in the spec's heartbeat.media) exit 1"
+    ), out
 
 
 @pytest.mark.parametrize("chroot", RELEASES, indirect=True)
