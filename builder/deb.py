@@ -49,7 +49,7 @@ PRE_DEPENDS: dict[Kind, list[str]] = {Role.DIRECTOR: ["heartbeat", "ldirectord"]
 # the cluster's own Host names, mod_include's server-side include), which another web server
 # would not read.
 DEPENDS: dict[Kind, list[str]] = {
-    Role.DIRECTOR: ["lvs-cluster-key", "ipvsadm", "iproute2", "kmod", "procps", "apache2",
+    Role.DIRECTOR: ["lvs-cluster-key", "ipvsadm", "iproute2", "iputils-arping", "kmod", "procps", "apache2",
                     "libnss-myhostname", "python3"],
     Role.REALSERVER: ["apache2", "iproute2", "procps", "libnss-myhostname"],
     Extra.APT_SOURCE: ["apt (>= 2.3.10)"],  # a key inline in Signed-By

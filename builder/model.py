@@ -236,6 +236,10 @@ class Media:
     loop: int = 0
     device: Optional[str] = None
     baud: int = 19200
+    # ucast on a link of the directors' own (a second NIC, a crossover cable): each director's
+    # address there, in the directors' order, and that link's prefix length
+    addresses: tuple[IPv4Address, ...] = ()
+    prefix: int = 24
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,11 @@ class Cluster:
         paths = {f"serial {m.device}" if m.type is MediaType.SERIAL else m.interface or self.network.interface
                  for m in self.heartbeat.media}
         return tuple(sorted(paths))
+
+    @property
+    def heartbeat_links(self) -> tuple[Media, ...]:
+        """ucast media on links of the directors' own, with each director's address there."""
+        return tuple(m for m in self.heartbeat.media if m.addresses)
 
     @property
     def serial_medium(self) -> Optional[Media]:

@@ -92,10 +92,17 @@ class Netns:
         """Another address of the host side on the bridge (a server the VMs talk to)."""
         run(["ip", "-n", self.name, "address", "add", str(address), "dev", BRIDGE])
 
-    def add_tap(self, tap: str) -> None:
+    def add_bridge(self, name: str) -> None:
+        """A second segment with no host address on it (the directors' own heartbeat link)."""
+        ip = ["ip", "-n", self.name]
+        run([*ip, "link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0",
+             "mcast_snooping", "0"])
+        run([*ip, "link", "set", name, "up"])
+
+    def add_tap(self, tap: str, bridge: str = BRIDGE) -> None:
         ip = ["ip", "-n", self.name]
         run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"])
-        run([*ip, "link", "set", tap, "master", BRIDGE])
+        run([*ip, "link", "set", tap, "master", bridge])
         run([*ip, "link", "set", tap, "up"])
 
     def argv(self, argv: list[str]) -> list[str]:

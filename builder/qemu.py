@@ -69,6 +69,8 @@ class Vm:
     # A null-modem cable to another VM: its second serial port (the guest's ttyS1) joined to
     # the other's through a unix socket, (path, True) on the side that listens. Not the host's.
     serial_link: tuple[Path, bool] | None = None
+    # NICs after the first (the guest's eth1, ...): (tap, MAC) each; the lab's faults touch the first only
+    extra_nics: list[tuple[str, str]] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     console_mark: int = 0  # the console's size when QEMU last started: what this boot wrote follows
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,6 +120,9 @@ class Vm:
                 *self._serial_link_args(),
                 *(["-drive", f"file={overlay},if=virtio,format=qcow2"] if self.image is not None else []),
                 *net, "-device", nic,
+                *(a for i, (tap, mac) in enumerate(self.extra_nics, 1)
+                  for a in ("-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no",
+                            "-device", f"virtio-net-pci,netdev=n{i},mac={mac}")),
                 "-chardev", f"socket,path={self.qga_socket},server=on,wait=off,id=qga0",
                 "-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
                 # QEMU's own control channel: freeze and resume the VM, its NIC's link (the lab's faults)

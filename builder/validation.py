@@ -357,6 +357,44 @@ def _check_check(m: Cluster, vs: VirtualService, c: Collector, p: str, warnings:
         c.add(f"{p}.negotiatetimeout", f"{ck.negotiatetimeout} exceeds checktimeout {timeout}")
 
 
+def _check_link(m: Cluster, c: Collector, p: str, md: Any) -> None:
+    """A ucast medium on a link of the directors' own: each director's address there."""
+    cluster_ifaces = {m.interface_of(d) for d in m.directors}
+    iface = md.interface or m.network.interface
+    if md.addresses and md.type is not MediaType.UCAST:
+        c.add(f"{p}.addresses", f"only for a ucast medium, not {md.type.value}")
+        return
+    if md.type is not MediaType.UCAST:
+        return
+    if not md.addresses:
+        if iface not in cluster_ifaces:
+            c.add(f"{p}.addresses", f"required for ucast on {iface}, which is not the directors' cluster interface: "
+                  "each director's address on that link, in the directors' order")
+        return
+    if iface in cluster_ifaces:
+        c.add(f"{p}.interface", f"{iface} is the directors' cluster interface: addresses are for ucast on a link of "
+              "their own (a second NIC); leave them out to use the directors' addresses")
+        return
+    if len(md.addresses) != len(m.directors):
+        c.add(f"{p}.addresses", f"{len(md.addresses)} given: one per director ({len(m.directors)}), in their order")
+        return
+    if not 8 <= md.prefix <= 30:
+        c.add(f"{p}.prefix", f"{md.prefix} is not a prefix length for a link of two directors (8-30)")
+        return
+    nets = {IPv4Network(f"{a}/{md.prefix}", strict=False) for a in md.addresses}
+    taken = {n.address for n in m.directors + m.real_servers} | set(m.vips)
+    if len(set(md.addresses)) != len(md.addresses):
+        c.add(f"{p}.addresses", "each director needs an address of its own")
+    elif len(nets) != 1:
+        c.add(f"{p}.addresses", f"{', '.join(map(str, md.addresses))} are not on one /{md.prefix} link")
+    elif (net := nets.pop()).overlaps(m.subnet):
+        c.add(f"{p}.addresses", f"{net} overlaps the cluster's subnet {m.subnet}: a second path needs a subnet of "
+              "its own")
+    for i, a in enumerate(md.addresses):
+        if a in taken:
+            c.add(f"{p}.addresses[{i}]", f"{a} is a cluster address")
+
+
 def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: list[Problem]) -> None:
     hb = m.heartbeat
     if not hb.media:
@@ -396,6 +434,7 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
         elif md.group is not None:
             c.add(f"{p}.group", f"only for an mcast medium, not {md.type.value}")
         _port(c, f"{p}.port", md.port)
+        _check_link(m, c, p, md)
     if serials > 1:
         c.add("heartbeat.media", "heartbeat drives one serial link at a time; list one serial medium")
     if len(m.heartbeat_paths) == 1 and not serials:

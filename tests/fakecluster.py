@@ -129,9 +129,10 @@ class FakeLab:
         return self.up(n) and not n.frozen and n.link
 
     def hears(self, a: FakeNode, b: FakeNode) -> bool:
-        """heartbeat's packets pass: over the segment, or over the serial link whatever the segment does."""
+        """heartbeat's packets pass: over the segment, or over a second path (a serial link, a
+        link of the directors' own) whatever the segment does."""
         return (self.alive(a) and self.alive(b)
-                and (self.cluster.serial_medium is not None or a.link and b.link and not (a.isolated and b.isolated)))
+                and (len(self.cluster.heartbeat_paths) > 1 or a.link and b.link and not (a.isolated and b.isolated)))
 
     def _claim(self, d: FakeNode) -> None:
         d.held = frozenset(self.vips)

@@ -14,8 +14,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from builder import lab
 
@@ -113,45 +115,73 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     assert f"lvs-lab-{proc.pid}" not in namespaces()
 
 
-@pytest.mark.slow
-def test_with_a_serial_link_and_a_ping_node_no_fault_of_one_path_splits_the_brain(
-        built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
-    """docs/examples/two-paths.yaml, the reference cluster with a null-modem cable between its
-    directors (the lab joins their ttyS1) and a router for ipfail to ping (the lab's bridge
-    answers for 192.168.1.1). Its real servers' image is the reference's (same packages, byte
-    for byte): only the director's is built. A partition of the segment splits nothing; the
-    active director's link down hands the VIPs over through ipfail; a hang is taken over and,
-    on resume, one director keeps the VIPs without a gap."""
-    spec_path = tmp_path / "two-paths.yaml"
-    shutil.copy(REPO / "docs" / "examples" / "two-paths.yaml", spec_path)
+def lab_of_the_reference_with(built: BuiltImages, tmp_path: Path, data: dict[str, Any], keys: list[str],
+                              show: Callable[[str], None]) -> tuple[dict[str, dict[str, Any]], str]:
+    """`lab --spec` on a variant of the reference cluster (its name, so its key; its real
+    servers' packages, byte for byte, so their image: only the director's is built)."""
+    spec_path = tmp_path / "variant.yaml"
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
     # the same cluster, so the same key: the reference's, beside the spec as a spec's key is kept
-    shutil.copy(built_images.data_home / "lvs-builder" / "reference.authkey", tmp_path / "two-paths.authkey")
+    shutil.copy(built.data_home / "lvs-builder" / "reference.authkey", tmp_path / "variant.authkey")
     images = tmp_path / "images"
     images.mkdir()
     for name in ("lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.vmlinuz", "lvs-realserver-trixie.initrd",
                  "lvs-realserver_1.0_all.deb"):
-        os.link(built_images.out / name, images / name)
-    argv, env = lab_argv(built_images, tmp_path / "lab", "--json",
-                         *[a for k in TWO_PATH_KEYS for a in ("--scenario", k)])
+        os.link(built.out / name, images / name)
+    argv, env = lab_argv(built, tmp_path / "lab", "--json", *[a for k in keys for a in ("--scenario", k)])
     argv[argv.index("--no-build")] = "--spec"
     argv.insert(argv.index("--spec") + 1, str(spec_path))
     argv[argv.index("--images") + 1] = str(images)
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
-    table = (tmp_path / "lab" / "report.md").read_text()
-    show("\n" + table)
+    report_md = tmp_path / "lab" / "report.md"
+    assert report_md.exists(), f"lab ended ({proc.returncode}) without a report: {stderr[-3000:]}"
+    show("\n" + report_md.read_text())
     assert proc.returncode == 0, stderr[-3000:]
     assert "building lvs-realserver" not in stderr and "building lvs-director-trixie.qcow2" in stderr
-    assert "ping node 192.168.1.1 on the bridge, a serial link between the directors" in stderr
+    assert f"lvs-lab-{proc.pid}" not in namespaces()
     rows = {r["key"]: r for r in json.loads(stdout)["rows"]}
-    assert list(rows) == ["a", "b", "c", "d", "e", "f", *TWO_PATH_KEYS]
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *keys]
     assert all(r["ok"] for r in rows.values())
+    return rows, stderr
+
+
+@pytest.mark.slow
+def test_with_a_serial_link_and_a_ping_node_no_fault_of_one_path_splits_the_brain(
+        built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
+    """docs/examples/two-paths.yaml, the reference cluster with a null-modem cable between its
+    directors (the lab joins their ttyS1) and a router for ipfail to ping (the lab's bridge
+    answers for 192.168.1.1). A partition of the segment splits nothing; the active director's
+    link down hands the VIPs over through ipfail; a hang is taken over and, on resume, one
+    director keeps the VIPs without a gap."""
+    data = yaml.safe_load((REPO / "docs" / "examples" / "two-paths.yaml").read_text())
+    rows, stderr = lab_of_the_reference_with(built_images, tmp_path, data, TWO_PATH_KEYS, show)
+    assert "ping node 192.168.1.1 on the bridge, a serial link between the directors" in stderr
+    # heartbeat's own word on both directors: its links to the other, the serial one included
+    assert rows["e"]["detail"].count("eth0 up, /dev/ttyS1 up") == 2, rows["e"]
     part, link, hang = (rows[k] for k in TWO_PATH_KEYS)
     assert (part["two_holders_s"], part["no_holder_s"], part["failed"]) == (0, 0, 0), part
     assert link["two_holders_s"] == 0 and link["vip_at_end"] != part["vip_at_end"], link  # ipfail moved them
     assert hang["served_again_s"] is not None and hang["after_restore"]["no_holder_s"] == 0, hang
     assert hang["after_restore"]["failed"] == 0, hang
-    assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+@pytest.mark.slow
+@pytest.mark.full  # one more director image and lab boot: the serial link's lab above is CI's
+def test_with_a_link_of_their_own_the_directors_split_on_nothing_either(
+        built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
+    """The other kind of second path: a NIC of each director's on a link of their own (the
+    lab's second bridge), heartbeat's ucast on it with each director's address there, which
+    lvs-identity configures at boot."""
+    data = yaml.safe_load((REPO / "docs" / "examples" / "two-paths.yaml").read_text())
+    data["heartbeat"]["media"][2] = {"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1", "10.9.0.2"],
+                                     "prefix": 30}
+    rows, stderr = lab_of_the_reference_with(built_images, tmp_path, data, ["partition", "link"], show)
+    assert "br1 for heartbeat's eth1 between the directors" in stderr
+    assert rows["e"]["detail"].count("eth0 up, eth1 up") == 2, rows["e"]
+    part, link = rows["partition"], rows["link"]
+    assert (part["two_holders_s"], part["no_holder_s"], part["failed"]) == (0, 0, 0), part
+    assert link["two_holders_s"] == 0 and link["vip_at_end"] != part["vip_at_end"], link
 
 
 @pytest.mark.slow

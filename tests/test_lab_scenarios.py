@@ -96,6 +96,22 @@ def test_with_a_serial_link_a_partition_splits_nothing_and_ipfail_moves_the_vips
     assert "ipfail: giving up" in " ".join(t for _, t in active.journal)
 
 
+def second_link(data: dict[str, Any]) -> dict[str, Any]:
+    """two-paths.yaml with a NIC of the directors' own instead of the serial cable."""
+    data["heartbeat"]["media"][2] = {"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1", "10.9.0.2"],
+                                     "prefix": 30}
+    return data
+
+
+def test_with_a_link_of_their_own_the_directors_split_on_nothing_either() -> None:
+    m = fake(second_link(spec.parse(TWO_PATHS.read_text())))
+    assert m.cluster.heartbeat_paths == ("eth0", "eth1")
+    active = healthy(m)
+    for key in ("partition", "link"):
+        row, _ = run_scenario(m, PLAN[key], active)
+        assert row.ok and row.two_holders_s == 0, (key, row.detail)
+
+
 def test_a_hang_is_taken_over_and_the_resumed_director_does_not_keep_the_vip_forever() -> None:
     m = fake()
     active = healthy(m)

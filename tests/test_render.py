@@ -181,7 +181,8 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
     reference["virtual_services"].append({
         "address": "192.168.1.106", "protocol": "fwm", "fwmark": 7, "forwarding": "ipip", "scheduler": "sh",
         "check": {"type": "external", "command": "/usr/local/bin/check"}})
-    reference["heartbeat"]["media"] += [{"type": "ucast", "interface": "eth1"},
+    reference["heartbeat"]["media"] += [{"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1", "10.9.0.2"],
+                                          "prefix": 30},
                                          {"type": "serial", "device": "/dev/ttyS1", "baud": 115200}]
     reference["heartbeat"]["timing"] = {"keepalive": 0.5, "warntime": 2, "deadtime": 3, "initdead": 10}
     files = rendered(Role.DIRECTOR, reference)
@@ -193,7 +194,7 @@ def test_a_richer_spec_renders_every_option(reference: dict[str, Any]) -> None:
         assert line in ld.splitlines()
     ha = files["etc/ha.d/ha.cf"].content.decode().splitlines()
     assert ha.index("baud 115200") < ha.index("bcast eth0")  # heartbeat: baud must precede the media
-    for line in ("ucast eth1 192.168.1.103", "ucast eth1 192.168.1.104", "serial /dev/ttyS1", "baud 115200",
+    for line in ("ucast eth1 10.9.0.1", "ucast eth1 10.9.0.2", "serial /dev/ttyS1", "baud 115200",
                  "keepalive 500ms", "deadtime 3"):
         assert line in ha
     hares = files["etc/ha.d/haresources"].content.decode()

@@ -96,6 +96,22 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "heartbeat.media[0].device: /dev/ttyS0 is the nodes' serial console (the images boot with console=ttyS0): "
      "heartbeat and the console would share one line; connect the null-modem cable to the second port, /dev/ttyS1"),
     ({"heartbeat.media[0]": {"type": "serial"}}, "heartbeat.media[0].device: required for a serial medium"),
+    ({"heartbeat.media[0]": {"type": "ucast", "interface": "eth1"}},
+     "heartbeat.media[0].addresses: required for ucast on eth1, which is not the directors' cluster interface: "
+     "each director's address on that link, in the directors' order"),
+    ({"heartbeat.media[0]": {"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1"]}},
+     "heartbeat.media[0].addresses: 1 given: one per director (2), in their order"),
+    ({"heartbeat.media[0]": {"type": "ucast", "interface": "eth1", "addresses": ["192.168.1.1", "192.168.1.2"]}},
+     "heartbeat.media[0].addresses: 192.168.1.0/24 overlaps the cluster's subnet 192.168.1.0/24: a second path "
+     "needs a subnet of its own"),
+    ({"heartbeat.media[0]": {"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1", "10.9.1.1"],
+                             "prefix": 24}},
+     "heartbeat.media[0].addresses: 10.9.0.1, 10.9.1.1 are not on one /24 link"),
+    ({"heartbeat.media[0]": {"type": "ucast", "interface": "eth0", "addresses": ["10.9.0.1", "10.9.0.2"]}},
+     "heartbeat.media[0].interface: eth0 is the directors' cluster interface: addresses are for ucast on a link of "
+     "their own (a second NIC); leave them out to use the directors' addresses"),
+    ({"heartbeat.media[1].addresses": ["10.9.0.1", "10.9.0.2"]},
+     "heartbeat.media[1].addresses: only for a ucast medium, not mcast"),
     ({"heartbeat.media[1].group": "192.168.1.200"},
      "heartbeat.media[1].group: 192.168.1.200 is not a multicast address (224.0.0.0/4)"),
     ({"heartbeat.media[0].type": "usb"}, "heartbeat.media[0].type: 'usb' is not a heartbeat medium "

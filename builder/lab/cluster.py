@@ -113,6 +113,11 @@ class Lab:
         if cluster.serial_medium is not None:  # the directors' null-modem cable, ttyS1 to ttyS1
             for i, n in enumerate(self.directors):
                 n.vm.serial_link = (workdir / "serial-link.sock", i == 0)
+        # each heartbeat link of the directors' own: a bridge of its own, a NIC per director on it
+        self.links = [f"br{k}" for k, _ in enumerate(cluster.heartbeat_links, 1)]
+        for k, _ in enumerate(self.links, 1):
+            for i, n in enumerate(self.directors):
+                n.vm.extra_nics.append((f"tap{k}l{i}", f"52:54:00:1a:{k:02x}:{i:02x}"))
 
     # -- set-up and tear-down ---------------------------------------------------------
 
@@ -128,6 +133,10 @@ class Lab:
             for n in self.nodes:
                 assert n.vm.tap is not None
                 self.netns.add_tap(n.vm.tap)
+            for k, bridge in enumerate(self.links, 1):
+                self.netns.add_bridge(bridge)
+                for n in self.directors:
+                    self.netns.add_tap(n.vm.extra_nics[k - 1][0], bridge)
             if self.pxe_tree is not None:
                 assert self.cluster.provisioning is not None
                 self.netns.add_address(IPv4Interface(f"{self.cluster.provisioning.server}/{self.cluster.subnet.prefixlen}"))
@@ -139,7 +148,9 @@ class Lab:
         self.progress(f"network namespace {self.netns.name}: bridge, {len(self.nodes)} taps, "
                       f"client {self.netns.host}, no route out"
                       + "".join(f", ping node {p} on the bridge" for p in self.ping_nodes)
-                      + (", a serial link between the directors" if self.cluster.serial_medium else ""))
+                      + (", a serial link between the directors" if self.cluster.serial_medium else "")
+                      + "".join(f", {b} for heartbeat's {m.interface} between the directors"
+                                for b, m in zip(self.links, self.cluster.heartbeat_links, strict=True)))
         return self
 
     @property
