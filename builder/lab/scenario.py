@@ -16,10 +16,10 @@ from .stack import seen_in_journal
 from .traffic import STEADY, Service, good, served_again
 
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
-# After a split or a hang heals one director keeps the VIPs and the other releases them once the
-# keeper has announced them: both hold them for the moments that takes (heartbeat's messages and
-# harc under emulation), never none.
-HEAL_TWO_HOLDERS_S = 5.0
+# After a split or a hang heals one director keeps the VIPs and the other releases them once it
+# has seen the heal: both hold them for the moments that takes (heartbeat declares the other
+# back, runs harc, which reads heartbeat's log: 3-6 s in the lab under emulation), never none.
+HEAL_TWO_HOLDERS_S = 8.0
 DEGRADED_BEFORE_END = 10  # a timed fault's degraded state is checked this long before it is undone
 POLL = 1.0
 
