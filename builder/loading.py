@@ -14,9 +14,10 @@ import typing
 from ipaddress import IPv4Address
 from typing import Any
 
+from .checking import Collector
 from .errors import Problem, SpecError
 from .model import ENUM_NOUN, Cluster
-from .validation import Collector, cross_check
+from .validation import cross_check
 
 
 class _Invalid:
