@@ -190,7 +190,7 @@ def functional_checks(m: Machines, report: Report) -> Node | None:
                 shown = [r for r in mine if not r["ok"]] or mine
                 details.append(f"{name} ({c['role']}): " + "; ".join(
                     r["observed"] if r["ok"] else f"{r['check']}: {r['observed']} (expected {r['expected']})"
-                    for r in shown[:3]))
+                    for r in shown[:4]))
             report.rows.append(Row("check", key, title, rows_ok, " · ".join(details)))
     spread, text = spread_ok(m, samples) if samples else (False, why)
     report.rows.append(Row("check", "f", "requests to every VIP are answered by its real servers as its "
