@@ -128,7 +128,8 @@ def _vip_hooks_act(ch: Chroot) -> None:
         /usr/libexec/lvs-director/heartbeat-serial && echo "serial_ok=0"
         cp /etc/ha.d/ha.cf /tmp/ha.cf && echo "serial /dev/ttyS9" >> /tmp/ha.cf
         mount --bind /tmp/ha.cf /etc/ha.d/ha.cf
-        echo "serial_missing=$(/usr/libexec/lvs-director/heartbeat-serial 2>&1; echo " exit $?")"
+        rc=0 && msg=$(/usr/libexec/lvs-director/heartbeat-serial 2>&1) || rc=$?
+        echo "serial_missing=$msg exit $rc"
     """
     out = ch.sh(f"unshare --uts --mount /bin/sh -ec {shlex.quote(script)}").stdout
     facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
