@@ -114,9 +114,13 @@ def _vip_hooks_act(ch: Chroot) -> None:
         vip after                       # heartbeat stopped: no VIP stays
         # A healed partition: loadb1's heartbeat restarts, this one's does not (it logged no
         # "returning after partition"): this director keeps the VIPs and says so (step=kept).
+        mkfifo /var/lib/heartbeat/fifo  # heartbeat's, read here as heartbeat would
+        cat /var/lib/heartbeat/fifo > /tmp/told &
         HA_src=loadb1 HA_step=heal timeout 20 /etc/ha.d/harc lvs-handover
         vip healed
-        echo "told=$(grep -c '^step=kept$' /var/lib/heartbeat/fifo)"
+        wait
+        rm /var/lib/heartbeat/fifo
+        echo "told=$(grep -c '^step=kept$' /tmp/told)"
         # heartbeat's restart gives up every resource: a director that keeps the VIPs across it leaves them
         date +%s > /run/lvs-builder/keep-vips
         /etc/ha.d/resource.d/LVSVip 192.168.1.105/24/eth0/192.168.1.255 stop
@@ -126,12 +130,12 @@ def _vip_hooks_act(ch: Chroot) -> None:
         echo "mark=$(ls /run/lvs-builder/keep-vips 2>/dev/null)"
         # heartbeat's start on a machine without the serial port ha.cf names: one line saying so
         /usr/libexec/lvs-director/heartbeat-serial && echo "serial_ok=0"
-        cp /etc/ha.d/ha.cf /tmp/ha.cf && echo "serial /dev/ttyS9" >> /tmp/ha.cf
-        mount --bind /tmp/ha.cf /etc/ha.d/ha.cf
+        cp -p /etc/ha.d/ha.cf /tmp/ha.cf && echo "serial /dev/ttyS9" >> /etc/ha.d/ha.cf
         rc=0 && msg=$(/usr/libexec/lvs-director/heartbeat-serial 2>&1) || rc=$?
+        cp -p /tmp/ha.cf /etc/ha.d/ha.cf  # as it was
         echo "serial_missing=$msg exit $rc"
     """
-    out = ch.sh(f"unshare --uts --mount /bin/sh -ec {shlex.quote(script)}").stdout
+    out = ch.sh(f"unshare --uts /bin/sh -ec {shlex.quote(script)}").stdout
     facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert (facts["asked"], facts["dead"], facts["answer"], facts["before"], facts["after"]) == \
         ("0", "1", "/run/lvs-builder/handed-over", "1", "0"), out
