@@ -252,6 +252,13 @@ cli.add_command(build_image)
 @click.option("--upgrade", is_flag=True,
               help="after the scenarios, publish the spec's next version (build-repo, served in the namespace) "
                    "and run the rolling upgrade: standby director, handover, the other, each real server")
+@click.option("--upgrade-to", "upgrade_to", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="with --upgrade: roll out this spec (at the next version) instead, the same cluster with "
+                   "other heartbeat settings, e.g. docs/examples/two-paths.yaml's second path; the lab wires "
+                   "what either needs at boot")
+@click.option("--then-scenario", "then_scenarios", multiple=True, type=click.Choice(lab.SCENARIO_KEYS),
+              help="with --upgrade: after the upgrade (and the key rotation), put the upgraded cluster through "
+                   "this scenario too (repeatable; its row is keyed SCENARIO@VERSION)")
 @click.option("--rotate-key", is_flag=True,
               help="then rotate the cluster key (add, sign, drop: lvs-cluster-key on both directors each step) "
                    "to a new key of the lab's own; the spec's key file is left as it is")
@@ -260,7 +267,8 @@ cli.add_command(build_image)
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
             as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None, upgrade: bool,
-            rotate_key: bool, authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
+            upgrade_to: Path | None, then_scenarios: tuple[str, ...], rotate_key: bool, authkey_file: Path | None,
+            key_change: bool, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
     tutorial's checks and its five failure tests (power loss and, for directors, a clean stop)."""
     if keepalived_peer is not None and (spec_path is not None or pxe_boot):
@@ -269,7 +277,14 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
     if keepalived_peer is not None and (upgrade or rotate_key):
         raise click.UsageError("--keepalived-peer: its directors have no role package to upgrade and no "
                                "lvs-cluster-key; drop --upgrade and --rotate-key")
+    if (upgrade_to is not None or then_scenarios) and not upgrade:
+        raise click.UsageError("--upgrade-to and --then-scenario go with --upgrade")
     loaded = _load(spec_path, None, allow_weak_auth)
+    new = None
+    if upgrade:  # what the upgrade rolls out, checked before anything is built
+        new = (pipeline.upgrade_target(loaded.cluster, _load(upgrade_to, None, allow_weak_auth).cluster,
+                                       str(upgrade_to)) if upgrade_to is not None else
+               pipeline.upgraded(loaded.cluster))
     start = time.monotonic()
 
     def progress(msg: str) -> None:
@@ -288,20 +303,22 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
             found[Role.DIRECTOR] = keepalived_peer
     chosen = [s for s in lab.SCENARIOS if (s.key in scenarios if scenarios else s.default)]
     workdir = workdir or images / ("lab-pxe" if pxe_boot else "lab-keepalived" if keepalived_peer else "lab")
-    repo_dir = new = None
-    if upgrade:
+    repo_dir = None
+    if new is not None:
         from .repo import REPO_PORT
 
-        url = f"http://{lab.client_address(loaded.cluster).ip}:{REPO_PORT}/"
-        progress(f"publishing {pipeline.next_version(loaded.cluster.package.version)} for the upgrade: "
-                 f"{workdir / 'repo'} (signed by a throw-away key, served at {url})")
-        repo_dir, new = workdir / "repo", pipeline.lab_upgrade_repo(loaded, workdir / "repo", url)
+        url = f"http://{lab.client_address(loaded.cluster, new).ip}:{REPO_PORT}/"
+        progress(f"publishing {new.package.version} " + (f"of {upgrade_to} " if upgrade_to else "")
+                 + f"for the upgrade: {workdir / 'repo'} (signed by a throw-away key, served at {url})")
+        repo_dir = workdir / "repo"
+        pipeline.lab_upgrade_repo(loaded, repo_dir, url, new)
     rotation: list[tuple[authkey.RotateStep, Path]] = []
     if rotate_key:
         rotation = pipeline.lab_rotation(loaded, workdir / "rotation", authkey_file=authkey_file, cluster=new)
         progress(f"then a key rotation: lvs-cluster-key {', '.join(p.name for _, p in rotation)} in "
                  f"{workdir / 'rotation'} (a new key of the lab's own; the spec's key file is left as it is)")
-    rollout = lab.Rollout(repo_dir, new, tuple(rotation)) if upgrade or rotate_key else None
+    then = tuple(s for s in lab.SCENARIOS if s.key in then_scenarios)
+    rollout = lab.Rollout(repo_dir, new, tuple(rotation), then) if upgrade or rotate_key else None
     report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
                          peer=keepalived_peer is not None, rollout=rollout)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")

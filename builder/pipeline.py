@@ -254,10 +254,28 @@ def upgraded(cluster: Cluster) -> Cluster:
         heartbeat=dataclasses.replace(cluster.heartbeat, timing=timing))
 
 
-def lab_upgrade_repo(loaded: Loaded, out: Path, url: str) -> Cluster:
-    """The repository `lab --upgrade` serves: the spec's packages and the upgraded ones (no
-    keys among them), signed with a throw-away key. Returns the upgraded cluster."""
-    new = upgraded(loaded.cluster)
+# What `lab --upgrade-to` may change: the rest is the booted cluster's (its nodes, their
+# wiring, its services), which an upgrade of the role packages cannot change.
+UPGRADABLE = ("heartbeat", "package")
+
+
+def upgrade_target(base: Cluster, target: Cluster, label: str) -> Cluster:
+    """`target` as the booted cluster's next version, if it is the same cluster with other
+    heartbeat settings (a second path, ping nodes, timings); else one line naming the field."""
+    for f in dataclasses.fields(Cluster):
+        if f.name not in UPGRADABLE and getattr(base, f.name) != getattr(target, f.name):
+            raise BuilderError(f"--upgrade-to {label}: {f.name} is not the booted spec's; an upgrade of the "
+                               f"role packages changes only {' and '.join(UPGRADABLE)}")
+    if target.heartbeat_links != base.heartbeat_links:
+        raise BuilderError(f"--upgrade-to {label}: heartbeat.media: its links of the directors' own (ucast with "
+                           "addresses) are not the booted spec's; a director's address there is set at boot")
+    return upgraded(dataclasses.replace(
+        target, package=dataclasses.replace(target.package, version=base.package.version)))
+
+
+def lab_upgrade_repo(loaded: Loaded, out: Path, url: str, new: Cluster) -> None:
+    """The repository `lab --upgrade` serves: the spec's packages and those of `new` (the spec's
+    next version, or upgrade_target's), no keys among them, signed with a throw-away key."""
     with private_tmp(out.parent) as tmp:
         debs = [b.path for cluster in (loaded.cluster, new)
                 for b, _ in build_debs(dataclasses.replace(loaded, cluster=cluster), published(cluster),
@@ -268,7 +286,6 @@ def lab_upgrade_repo(loaded: Loaded, out: Path, url: str) -> Cluster:
         with tempfile.TemporaryDirectory(prefix="lvs-gpg-") as gpg_home, \
                 repo.throwaway_key(Path(gpg_home) / "gnupg", user) as key:
             repo.build(loaded.cluster, debs, out, url, key)
-    return new
 
 
 def rotation_steps(ring: authkey.Ring) -> list[authkey.RotateStep]:

@@ -56,9 +56,23 @@ ROTATION_KEYS = ["k1", "k2", "k3", "k-end"]  # the key rotation, after the upgra
 # active director both ways, and the faults that break HA pairs), within CI's time. The
 # tutorial's combined failures (3-*, 5-*) and one real server's power loss (1; the PXE lab's
 # 3-kill has it) run in the full tier: `./setup.sh test -m full`.
-# The hang and the link fault run on the two-path cluster (below), where each tells more.
+# The hang and the link fault run on the two-path cluster, where each tells more: in the same
+# boot, after the rolling upgrade to docs/examples/two-paths.yaml (the site adding its serial
+# cable and a ping node as an upgrade), rows keyed KEY@1.1.
 CI_KEYS = ["2-kill", "2-stop", "4", "partition", "real-stopped", "real-page", "real-hung"]
-TWO_PATH_KEYS = ["partition", "link", "hang"]
+TWO_PATH_KEYS = [k for k in lab.SCENARIO_KEYS if k in ("partition", "link", "hang")]  # the lab's order
+TWO_PATHS = REPO / "docs" / "examples" / "two-paths.yaml"
+
+
+def assert_two_paths_hold(rows: dict[str, dict[str, Any]], tag: str = "") -> None:
+    """A partition of the segment splits nothing (heartbeat hears the other over ttyS1); the
+    active director's link down hands the VIPs over through ipfail; a hang is taken over and,
+    on resume, one director keeps the VIPs without a gap."""
+    part, link, hang = (rows[k + tag] for k in ("partition", "link", "hang"))
+    assert (part["two_holders_s"], part["no_holder_s"], part["failed"]) == (0, 0, 0), part
+    assert link["two_holders_s"] == 0 and link["vip_at_end"] != part["vip_at_end"], link  # ipfail moved them
+    assert hang["served_again_s"] is not None and hang["after_restore"]["no_holder_s"] == 0, hang
+    assert hang["after_restore"]["failed"] == 0, hang
 
 
 @pytest.mark.slow
@@ -67,9 +81,12 @@ TWO_PATH_KEYS = ["partition", "link", "hang"]
 def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: BuiltImages, tmp_path: Path,
                                               show: Callable[[str], None]) -> None:
     """The tutorial's checks, the failure scenarios, then (--upgrade, same boot) the rolling
-    upgrade of all four nodes to the next version, the client requesting the VIP throughout."""
+    upgrade of all four nodes to the next version, the client requesting the VIP throughout:
+    the reference cluster plus a serial link and a ping node (two-paths.yaml), whose faults of
+    one path then run."""
     chosen = [] if keys == list(lab.DEFAULT_SCENARIO_KEYS) else [a for k in keys for a in ("--scenario", k)]
-    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--upgrade", "--rotate-key", *chosen)
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--upgrade", "--upgrade-to", str(TWO_PATHS),
+                         *[a for k in TWO_PATH_KEYS for a in ("--then-scenario", k)], "--rotate-key", *chosen)
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         stdout, stderr = proc.communicate(timeout=3600)
     table = (tmp_path / "lab" / "report.md").read_text()
@@ -78,7 +95,8 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     report = json.loads(stdout)
     assert report["ok"] is True and report["error"] is None
     rows = {r["key"]: r for r in report["rows"]}
-    assert list(rows) == ["a", "b", "c", "d", "e", "f", *keys, *UPGRADE_KEYS, *ROTATION_KEYS]
+    then = [f"{k}@1.1" for k in TWO_PATH_KEYS]
+    assert list(rows) == ["a", "b", "c", "d", "e", "f", *keys, *UPGRADE_KEYS, *ROTATION_KEYS, *then]
     assert all(r["ok"] for r in rows.values())
     # The rolling upgrade and the key rotation: every step served every request (the client's
     # 3 s connect timeout and 5 s read timeout); the upgrade ended with all nodes at 1.1,
@@ -86,7 +104,10 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
     # heartbeat never restarted and each seeing the other (heartbeat's own cl_status).
     for key in [*UPGRADE_KEYS[:-1], *ROTATION_KEYS[:-1]]:
         assert rows[key]["sent"] > 0 and rows[key]["failed"] == 0, rows[key]
-    assert rows["u-end"]["detail"] == "4 nodes at 1.1; warntime 2 and ldirectord reloaded on both"
+    # the upgrade brought up heartbeat's second path: heartbeat's own word, on both directors
+    assert rows["u-end"]["detail"] == ("4 nodes at 1.1; warntime 2 and ldirectord reloaded on both; "
+                                       "loadb1 hears loadb2 on eth0 up, /dev/ttyS1 up; "
+                                       "loadb2 hears loadb1 on eth0 up, /dev/ttyS1 up")
     assert rows["k-end"]["detail"] == ("lvs-cluster-key 4 on both; 3 rereads of authkeys, no restart; "
                                        "each sees the other active")
     assert rows["k1"]["vip_at_end"] == rows["k3"]["vip_at_end"] == rows[UPGRADE_KEYS[-2]]["vip_at_end"]  # no VIP moved
@@ -110,8 +131,10 @@ def test_the_lab_proves_the_reference_cluster(keys: list[str], built_images: Bui
             continue
         moved = rows[key]["vip_at_end"] != rows[before]["vip_at_end"]
         assert moved == plan[key].takeover, (before, key)
+    assert_two_paths_hold(rows, "@1.1")
     assert "booting loadb1 (director), loadb2 (director), webserver1 (realserver), webserver2 (realserver)" \
         in stderr
+    assert "ping node 192.168.1.1 on the bridge, a serial link between the directors" in stderr
     assert f"lvs-lab-{proc.pid}" not in namespaces()
 
 
@@ -147,33 +170,28 @@ def lab_of_the_reference_with(built: BuiltImages, tmp_path: Path, data: dict[str
 
 
 @pytest.mark.slow
+@pytest.mark.full  # its own director image and lab boot: CI proves the same rows after the upgrade above
 def test_with_a_serial_link_and_a_ping_node_no_fault_of_one_path_splits_the_brain(
         built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
-    """docs/examples/two-paths.yaml, the reference cluster with a null-modem cable between its
-    directors (the lab joins their ttyS1) and a router for ipfail to ping (the lab's bridge
-    answers for 192.168.1.1). A partition of the segment splits nothing; the active director's
-    link down hands the VIPs over through ipfail; a hang is taken over and, on resume, one
-    director keeps the VIPs without a gap."""
-    data = yaml.safe_load((REPO / "docs" / "examples" / "two-paths.yaml").read_text())
+    """docs/examples/two-paths.yaml built and booted as it is: the reference cluster with a
+    null-modem cable between its directors (the lab joins their ttyS1) and a router for ipfail
+    to ping (the lab's bridge answers for 192.168.1.1)."""
+    data = yaml.safe_load(TWO_PATHS.read_text())
     rows, stderr = lab_of_the_reference_with(built_images, tmp_path, data, TWO_PATH_KEYS, show)
     assert "ping node 192.168.1.1 on the bridge, a serial link between the directors" in stderr
     # heartbeat's own word on both directors: its links to the other, the serial one included
     assert rows["e"]["detail"].count("eth0 up, /dev/ttyS1 up") == 2, rows["e"]
-    part, link, hang = (rows[k] for k in TWO_PATH_KEYS)
-    assert (part["two_holders_s"], part["no_holder_s"], part["failed"]) == (0, 0, 0), part
-    assert link["two_holders_s"] == 0 and link["vip_at_end"] != part["vip_at_end"], link  # ipfail moved them
-    assert hang["served_again_s"] is not None and hang["after_restore"]["no_holder_s"] == 0, hang
-    assert hang["after_restore"]["failed"] == 0, hang
+    assert_two_paths_hold(rows)
 
 
 @pytest.mark.slow
-@pytest.mark.full  # one more director image and lab boot: the serial link's lab above is CI's
+@pytest.mark.full  # one more director image and lab boot
 def test_with_a_link_of_their_own_the_directors_split_on_nothing_either(
         built_images: BuiltImages, tmp_path: Path, show: Callable[[str], None]) -> None:
     """The other kind of second path: a NIC of each director's on a link of their own (the
     lab's second bridge), heartbeat's ucast on it with each director's address there, which
     lvs-identity configures at boot."""
-    data = yaml.safe_load((REPO / "docs" / "examples" / "two-paths.yaml").read_text())
+    data = yaml.safe_load(TWO_PATHS.read_text())
     data["heartbeat"]["media"][2] = {"type": "ucast", "interface": "eth1", "addresses": ["10.9.0.1", "10.9.0.2"],
                                      "prefix": 30}
     rows, stderr = lab_of_the_reference_with(built_images, tmp_path, data, ["partition", "link"], show)

@@ -26,7 +26,7 @@ from builder.deb import lintian
 from builder.model import Extra, Role
 from debian import deb822
 
-from .conftest import http_status, need_tool, write_spec
+from .conftest import REPO, http_status, need_tool, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -129,20 +129,54 @@ def test_publishing_a_new_version_keeps_the_earlier(tmp_path: Path) -> None:
                               ("lvs-realserver", "1.0"), ("lvs-realserver", "1.1")]
 
 
+def ha_cf(deb_path: Path) -> str:
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb_path)], capture_output=True, check=True).stdout
+    return subprocess.run(["tar", "-xO", "./etc/ha.d/ha.cf"], input=tar, capture_output=True,
+                          check=True).stdout.decode()
+
+
 def test_the_labs_upgrade_repository_is_signed_under_a_workdir_too_deep_for_a_gnupg_socket(tmp_path: Path) -> None:
     """`lab --upgrade` publishes into WORKDIR/repo; its throw-away key's GnuPG home must not
-    follow (gpg-agent's socket path has 108 bytes: CI's workdir under pytest's tmp failed)."""
+    follow (gpg-agent's socket path has 108 bytes: CI's workdir under pytest's tmp failed).
+    With --upgrade-to, the upgrade is that spec's cluster at the next version: the reference
+    cluster gains its second heartbeat path and a ping node."""
     from builder import pipeline
 
     need_tool("gpg")
     out = tmp_path / ("deep-" * 12) / "lab" / "repo"
     assert len(str(out / ".lvs-builder-xxxxxxxx" / "gnupg" / "S.gpg-agent.browser")) > 108
-    new = pipeline.lab_upgrade_repo(pipeline.load_cluster(None), out, "http://192.168.1.254:8080/")
-    assert new.package.version == "1.1"
+    loaded = pipeline.load_cluster(None)
+    two_paths = pipeline.load_cluster(REPO / "docs" / "examples" / "two-paths.yaml").cluster
+    new = pipeline.upgrade_target(loaded.cluster, two_paths, "two-paths.yaml")
+    assert new.package.version == "1.1" and new.heartbeat.ping_nodes == two_paths.heartbeat.ping_nodes
+    pipeline.lab_upgrade_repo(loaded, out, "http://192.168.1.254:8080/", new)
     assert (out / "InRelease").exists()
     assert sorted(p.name for p in out.glob("lvs-director_*.deb")) == ["lvs-director_1.0_all.deb",
                                                                      "lvs-director_1.1_all.deb"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["repo"]  # its package copies are gone
+    old_cf, new_cf = (ha_cf(out / f"lvs-director_{v}_all.deb") for v in ("1.0", "1.1"))
+    assert "serial /dev/ttyS1" not in old_cf and "ping 192.168.1.1" not in old_cf
+    assert "serial /dev/ttyS1" in new_cf and "ping 192.168.1.1" in new_cf
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda d: d["directors"][1].update(address="192.168.1.12"), "directors"),
+    (lambda d: d["virtual_services"][0].update(scheduler="wlc"), "virtual_services"),
+    (lambda d: d["heartbeat"]["media"].append({"type": "ucast", "interface": "eth1",
+                                               "addresses": ["10.9.0.1", "10.9.0.2"], "prefix": 30}),
+     "heartbeat.media"),
+])
+def test_an_upgrade_to_another_cluster_is_one_line_naming_what_differs(tmp_path: Path, change: Any,
+                                                                        field: str) -> None:
+    data = spec.parse((REPO / "docs" / "examples" / "two-paths.yaml").read_text())
+    change(data)
+    other = write_spec(tmp_path, data, "other.yaml")
+    r = CliRunner().invoke(cli, ["lab", "--images", str(tmp_path / "none"), "--no-build", "--upgrade",
+                                 "--upgrade-to", str(other)])
+    assert r.exit_code == 1, r.output
+    last = r.output.splitlines()[-1]
+    assert last.startswith(f"error: --upgrade-to {other}: {field}"), last
+    assert not (tmp_path / "none").exists()  # checked before any image is looked for or built
 
 
 def test_bad_key_and_missing_url_are_one_line_errors(tmp_path: Path, gnupg: dict[str, str]) -> None:
@@ -371,3 +405,10 @@ def test_apt_installs_and_upgrades_from_the_repository(tmp_path: Path, gnupg: di
         assert re.search(rf"^Err:\d+ {re.escape(url.rstrip('/'))} \./ InRelease$", refused, re.M), refused
         assert "An error occurred during the signature verification" in refused
         assert "lvs-evil" not in ch.sh("cat /var/lib/apt/lists/*InRelease 2>/dev/null || true").stdout
+
+
+def test_then_scenarios_without_an_upgrade_are_a_usage_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, ["lab", "--images", str(tmp_path / "none"), "--then-scenario", "partition"])
+    assert r.exit_code == 2
+    assert r.output.splitlines()[-1] == "Error: --upgrade-to and --then-scenario go with --upgrade"
+    assert not (tmp_path / "none").exists()

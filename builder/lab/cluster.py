@@ -57,10 +57,12 @@ class LabNode:
         return self.node.name
 
 
-def client_address(cluster: Cluster) -> IPv4Interface:
-    """The highest address of the spec's subnet that no node, VIP or gateway uses."""
+def client_address(cluster: Cluster, *later: Cluster) -> IPv4Interface:
+    """The highest address of the spec's subnet that no node, VIP or gateway uses, nor a ping
+    node of the spec or of a cluster the lab upgrades to (`later`)."""
     used = {n.address for n in (*cluster.directors, *cluster.real_servers)} | set(cluster.vips)
-    used.update(cluster.heartbeat.ping_nodes)
+    for c in (cluster, *later):
+        used.update(c.heartbeat.ping_nodes)
     if cluster.network.gateway:
         used.add(cluster.network.gateway)
     if cluster.provisioning:
@@ -78,14 +80,18 @@ def lab_mac(index: int) -> str:
 
 class Lab:
     def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path, stack: Stack,
-                 progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None) -> None:
-        self.cluster = cluster
+                 progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
+                 later: tuple[Cluster, ...] = ()) -> None:
+        self.cluster = cluster  # what the nodes run now: the spec's, then what `lab --upgrade-to` rolled out
+        # The wiring is made once, at boot, for the spec's cluster and for those the lab upgrades to
+        # (`later`: a serial cable and a router the spec's ha.cf does not name yet are simply unused).
+        self.wired = (cluster, *later)
         self.stack = stack
         self.images = images
         self.workdir = workdir
         self.pxe_tree = pxe_tree
         self.progress = progress
-        self.netns = Netns.for_this_process(client_address(cluster))
+        self.netns = Netns.for_this_process(client_address(cluster, *later))
         self.services = traffic.services(cluster)
         self.vips = [str(v) for v in cluster.vips]
         self.helpers: list[subprocess.Popen[bytes]] = []
@@ -110,7 +116,7 @@ class Lab:
                     kernel=stem.with_suffix(".vmlinuz"), initrd=stem.with_suffix(".initrd"), append=append,
                     memory_mib=MEMORY_MIB, tap=f"tap{i}", netns=self.netns.name)
             self.nodes.append(LabNode(node, role, vm))
-        if cluster.serial_medium is not None:  # the directors' null-modem cable, ttyS1 to ttyS1
+        if self.serial_link:  # the directors' null-modem cable, ttyS1 to ttyS1
             for i, n in enumerate(self.directors):
                 n.vm.serial_link = (workdir / "serial-link.sock", i == 0)
         # each heartbeat link of the directors' own: a bridge of its own, a NIC per director on it
@@ -148,7 +154,7 @@ class Lab:
         self.progress(f"network namespace {self.netns.name}: bridge, {len(self.nodes)} taps, "
                       f"client {self.netns.host}, no route out"
                       + "".join(f", ping node {p} on the bridge" for p in self.ping_nodes)
-                      + (", a serial link between the directors" if self.cluster.serial_medium else "")
+                      + (", a serial link between the directors" if self.serial_link else "")
                       + "".join(f", {b} for heartbeat's {m.interface} between the directors"
                                 for b, m in zip(self.links, self.cluster.heartbeat_links, strict=True)))
         return self
@@ -156,7 +162,12 @@ class Lab:
     @property
     def ping_nodes(self) -> list[str]:
         """The spec's ping nodes the lab can stand in for: those on the nodes' subnet."""
-        return [str(p) for p in self.cluster.heartbeat.ping_nodes if p in self.cluster.subnet]
+        found = dict.fromkeys(p for c in self.wired for p in c.heartbeat.ping_nodes if p in c.subnet)
+        return [str(p) for p in found]
+
+    @property
+    def serial_link(self) -> bool:
+        return any(c.serial_medium is not None for c in self.wired)
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -1,10 +1,12 @@
 """The lab from start to end: boot, the tutorial's checks, the chosen scenarios (each from a
-healthy cluster, the cluster whole again before the next), the late-heartbeat audit, and the
-rolling upgrade if asked; always torn down, always a report."""
+healthy cluster, the cluster whole again before the next), the late-heartbeat audit, the
+rolling upgrade and the key rotation if asked, then the upgraded cluster's scenarios; always
+torn down, always a report."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 import traceback
@@ -15,7 +17,7 @@ from ..errors import BuilderError
 from ..model import Cluster, Role
 from ..run import require
 from . import checks, rotation, upgrade
-from .cluster import Lab
+from .cluster import Lab, LabNode
 from .faults import TIMED
 from .plan import Scenario
 from .report import Report
@@ -40,14 +42,10 @@ def late_heartbeats(lab: Lab, faulty: list[tuple[float, float]]) -> dict[str, in
     return out
 
 
-def run(lab: Lab, scenarios: list[Scenario], report: Report, rollout: upgrade.Rollout | None = None) -> None:
-    report.boot_s = lab.boot()
-    active = checks.functional_checks(lab, report)
-    if active is None:
-        return
-    lab.progress(f"healthy: {active.name} holds the VIPs; functional checks "
-                 + ("passed" if all(r.ok for r in report.rows) else "FAILED"))
-    faulty: list[tuple[float, float]] = []
+def run_scenarios(lab: Lab, scenarios: list[Scenario], report: Report, active: LabNode,
+                  faulty: list[tuple[float, float]]) -> LabNode | None:
+    """Each scenario from a healthy cluster to a healthy one; the director holding the VIPs at
+    the end, or None (report.error says why) if one left the cluster unhealthy."""
     for sc in scenarios:
         row, holder = run_scenario(lab, sc, active)
         report.rows.append(row)
@@ -57,14 +55,37 @@ def run(lab: Lab, scenarios: list[Scenario], report: Report, rollout: upgrade.Ro
         lab.progress(f"scenario {sc.key}: {'pass' if row.ok else 'FAIL'} ({row.detail})")
         if holder is None:
             report.error = f"scenario {sc.key} left the cluster unhealthy; the remaining scenarios did not run"
-            return
+            return None
         active = holder
-    report.late_heartbeat_ms = late_heartbeats(lab, faulty)
-    if rollout is not None and rollout.repo is not None and rollout.new is not None:
+    return active
+
+
+def run(lab: Lab, scenarios: list[Scenario], report: Report, rollout: upgrade.Rollout | None = None) -> None:
+    report.boot_s = lab.boot()
+    active = checks.functional_checks(lab, report)
+    if active is None:
+        return
+    lab.progress(f"healthy: {active.name} holds the VIPs; functional checks "
+                 + ("passed" if all(r.ok for r in report.rows) else "FAILED"))
+    faulty: list[tuple[float, float]] = []
+    active = run_scenarios(lab, scenarios, report, active, faulty)
+    if active is None:
+        return
+    report.late_heartbeat_ms = late_heartbeats(lab, faulty)  # before the upgrade restarts heartbeat
+    if rollout is None:
+        return
+    if rollout.repo is not None and rollout.new is not None:
         upgrade.upgrade(lab, report, rollout.repo, rollout.new, active)
     holder = checks.vip_holder(lab)
-    if rollout is not None and rollout.rotation and report.error is None and holder is not None:
+    if rollout.rotation and report.error is None and holder is not None:
         rotation.rotate(lab, report, list(rollout.rotation), holder)
+    holder = checks.vip_holder(lab)
+    if rollout.then and report.error is None and holder is not None and rollout.new is not None:
+        # the upgraded cluster's scenarios: its rows keyed SCENARIO@VERSION
+        lab.cluster = rollout.new
+        tag = rollout.new.package.version
+        run_scenarios(lab, [dataclasses.replace(sc, key=f"{sc.key}@{tag}") for sc in rollout.then], report,
+                      holder, [])
 
 
 @contextlib.contextmanager
@@ -94,7 +115,8 @@ def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios
     report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk",
                     directors=stack.label)
     start = time.monotonic()
-    with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree) as lab:
+    later = (rollout.new,) if rollout is not None and rollout.new is not None else ()
+    with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree, later) as lab:
         report.vips = [s.label for s in lab.services]
         try:
             run(lab, scenarios, report, rollout)

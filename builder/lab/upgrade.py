@@ -19,6 +19,7 @@ from ..repo import READY as REPO_READY
 from ..repo import REPO_PORT
 from . import checks
 from .cluster import Lab, LabNode
+from .plan import Scenario
 from .report import Report, Row
 
 # apt on the nodes reads only the lab's repository (they have no route to any other), and
@@ -34,10 +35,13 @@ POLL = 1.0
 class Rollout:
     """What the lab rolls out after its scenarios: `--upgrade`, the repository with the next
     version and that version's cluster; `--rotate-key`, the lvs-cluster-key packages of a key
-    rotation (one per step), after the upgrade if both."""
+    rotation (one per step), after the upgrade if both; `then`, the scenarios the upgraded
+    cluster is put through after both (with `--upgrade-to`: a second heartbeat path proven
+    where it was rolled out)."""
     repo: Path | None = None
     new: Cluster | None = None
     rotation: tuple[tuple[RotateStep, Path], ...] = ()
+    then: tuple[Scenario, ...] = ()
 
 
 def apt_only(sources: str) -> str:
@@ -153,10 +157,28 @@ def upgraded(lab: Lab, new: Cluster) -> Row:
         r = lab.sh(d, "journalctl -b -q -o cat -u ldirectord.service | grep -c 'config on signal' || true")
         if r is None or not r.stdout.strip().isdigit() or int(r.stdout.strip()) == 0:
             problems.append(f"{d.name}: ldirectord did not reread its configuration on the upgrade's reload")
+    # lab.cluster is still the booted one here
+    links = heartbeat_links(lab, new, problems) if new.heartbeat_paths != lab.cluster.heartbeat_paths else ""
     return Row("upgrade", "u-end", f"every node at {version}; heartbeat on both directors runs the new ha.cf "
                                    f"(warntime {warntime}); ldirectord reloaded", not problems,
                "; ".join(problems) or f"{len(lab.nodes)} nodes at {version}; warntime {warntime} and "
-                                      "ldirectord reloaded on both")
+                                      f"ldirectord reloaded on both{links}")
+
+
+def heartbeat_links(lab: Lab, new: Cluster, problems: list[str]) -> str:
+    """An upgrade that adds a heartbeat path (a serial cable, another NIC): heartbeat's own word,
+    on each director, that it hears the other on every path of the new ha.cf."""
+    said = []
+    for d in lab.directors:
+        peer = next(o for o in lab.directors if o is not d).name
+        r = lab.sh(d, f"for l in $(cl_status listhblinks {peer}); do echo \"$l $(cl_status hblinkstatus {peer} $l)\"; "
+                      "done")
+        states = [line.split() for line in (r.stdout if r is not None else "").splitlines() if line.strip()]
+        said.append(f"{d.name} hears {peer} on " + (", ".join(" ".join(s) for s in states) or "nothing"))
+        paths = {m.device if m.device else m.interface or new.network.interface for m in new.heartbeat.media}
+        if {s[0] for s in states if s[-1] == "up"} != paths:
+            problems.append(said[-1] + f", not on every one of {', '.join(sorted(paths))}")
+    return "; " + "; ".join(said)
 
 
 def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode) -> None:
