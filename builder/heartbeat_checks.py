@@ -151,7 +151,7 @@ def _check_heartbeat(m: Cluster, c: Collector, allow_weak_auth: bool, warnings: 
         else:
             warnings.append(Problem("heartbeat.auth", f"{hb.auth.value} is weak; anyone on the segment "
                                     "can forge heartbeat packets"))
-    ipfail = next((i for i, r in enumerate(hb.respawn) if r.command.rsplit("/", 1)[-1] == "ipfail"), None)
+    ipfail = hb.ipfail
     if ipfail is not None and not hb.ping_nodes:
         warnings.append(Problem(f"heartbeat.respawn[{ipfail}]", "ipfail is respawned but heartbeat.ping_nodes is "
                                 "empty: ipfail does nothing without ping nodes (a router or another host outside "

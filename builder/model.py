@@ -274,6 +274,12 @@ class Heartbeat:
     logfacility: str = "local0"
     auth: AuthMethod = AuthMethod.SHA1
 
+    @property
+    def ipfail(self) -> Optional[int]:
+        """The index of ipfail among the respawned commands, if it is one: it gives the group
+        up on a director that reaches fewer ping nodes than the other."""
+        return next((i for i, r in enumerate(self.respawn) if r.command.rsplit("/", 1)[-1] == "ipfail"), None)
+
 
 @dataclass(frozen=True)
 class SyncDaemon:

@@ -20,6 +20,7 @@ DEADTIME = 2.5
 BOOT_S = 20.0
 CHECK_S = 3.0       # ldirectord: a real server's weight follows its health after this long
 SETTLE_S = 1.0      # a split is settled this long after the two hear each other again
+SLOW_RELEASE_S = 40.0  # "slow-release": the keeper let go this late (the heal before its watcher saw ARP)
 SYNC_DELAY = 8.0    # a director that claimed the VIPs runs the sync daemon's master role this long after
 IPFAIL_S = 6.0      # ipfail: a director that lost its ping nodes while its peer has them yields this long after
 
@@ -68,7 +69,8 @@ class FakeLab:
     """The lab's machines, simulated. `broken` names a behaviour to break, for the tests that
     show a broken cluster fails its row: "no-takeover" (the standby never claims),
     "second-vip-unchecked" (the second virtual service's reals never get weight), "no-settle"
-    (after a split both directors keep the VIPs)."""
+    (after a split both directors keep the VIPs), "heal-gap" (after a split both give them up
+    and restart), "slow-release" (after a split both hold them for 40 s)."""
 
     def __init__(self, cluster: Cluster, broken: str = "") -> None:
         self.cluster = cluster
@@ -167,7 +169,7 @@ class FakeLab:
             self._claim(a)  # a cluster that starts together: haresources' node takes the group
         if self.hears(a, b) and a.held and b.held and self.broken != "no-settle":
             a.both_since = a.both_since or self.t
-            if self.t - a.both_since >= SETTLE_S:
+            if self.t - a.both_since >= (SLOW_RELEASE_S if self.broken == "slow-release" else SETTLE_S):
                 keep, drop = (a, b) if a.claimed_at <= b.claimed_at else (b, a)
                 drop.held = frozenset()
                 drop.generation += 1  # heartbeat restarts itself on the one that gave up

@@ -84,6 +84,15 @@ def test_a_heal_that_leaves_the_vips_nowhere_fails_the_row() -> None:
     assert "requests failed after the heal" in row.detail
 
 
+def test_a_heal_that_leaves_both_holding_the_vips_for_long_fails_the_row() -> None:
+    """No gap, but the director that was to let go held on for 40 s: clients split between two
+    directors, as with the first heal design when heartbeat gave the group to the other."""
+    m = fake(broken="slow-release")
+    row, holder = run_scenario(m, PLAN["partition"], healthy(m))
+    assert not row.ok and holder is not None
+    assert "after the heal both directors held the VIPs for" in row.detail, row.detail
+
+
 def test_with_a_serial_link_a_partition_splits_nothing_and_ipfail_moves_the_vips_off_a_cut_director() -> None:
     m = fake(spec.parse(TWO_PATHS.read_text()))
     active = healthy(m)

@@ -18,9 +18,9 @@ from .traffic import STEADY, Service, good, served_again
 FAILOVER_TIMEOUT = 240    # failure -> detected and served again
 # After a split or a hang heals one director keeps the VIPs and the other releases them once it
 # has seen the heal (3-6 s in the lab under emulation); when heartbeat then gives the group to
-# the one that released them, that one announces them and the keeper lets go after its restart
-# (20-30 s more). Never none.
-HEAL_TWO_HOLDERS_S = 60.0
+# the one that released them, that one announces them and the keeper lets go when told, or as
+# soon as it sees it answer ARP for them (a handover's make-before-break: 1-4 s). Never none.
+HEAL_TWO_HOLDERS_S = 15.0
 DEGRADED_BEFORE_END = 10  # a timed fault's degraded state is checked this long before it is undone
 POLL = 1.0
 

@@ -206,15 +206,23 @@ def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode)
             return [p for ps in pool.map(one, lab.nodes) for p in ps]
 
     standby = next(d for d in lab.directors if d is not active)
+    # An upgrade that brings the first ping nodes: the standby, upgraded first, reaches one that
+    # the active, with none yet, does not, and ipfail there gives the group up to it (LVSVip's
+    # stop: make-before-break). The handover is then done already.
+    by_ipfail = (new.heartbeat.ipfail is not None and bool(new.heartbeat.ping_nodes)
+                 and not lab.cluster.heartbeat.ping_nodes)
     steps: list[tuple[str, str, Callable[[], list[str]], LabNode]] = [
         ("u0", f"publish {version}: its sources entry on every node (Signed-By), apt-get update",
          publish, active),
         ("u1", f"{standby.name} (standby): apt-get install lvs-director {version}; "
-               "its heartbeat restarts with the new ha.cf",
-         lambda: apt_install(lab, standby, sources, version), active),
-        ("u2", f"handover: lvs-takeover on {standby.name} (VIP claimed there, then hb_takeover; "
+               "its heartbeat restarts with the new ha.cf"
+               + (f"; it reaches the new ping nodes, {active.name} none: ipfail there hands it the VIPs"
+                  if by_ipfail else ""),
+         lambda: apt_install(lab, standby, sources, version), standby if by_ipfail else active),
+        ("u2", f"handover: done at u1 (ipfail); {standby.name} holds the VIPs" if by_ipfail else
+               f"handover: lvs-takeover on {standby.name} (VIP claimed there, then hb_takeover; "
                f"{active.name} releases)",
-         lambda: takeover(lab, standby), standby),
+         (lambda: []) if by_ipfail else lambda: takeover(lab, standby), standby),
         ("u3", f"{active.name} (now standby): apt-get install lvs-director {version}",
          lambda: apt_install(lab, active, sources, version), standby),
     ]
