@@ -15,7 +15,7 @@ from pathlib import Path
 from ..authkey import RotateStep
 from ..deb import KEY_RECORD
 from ..model import Extra
-from . import upgrade
+from . import checks, upgrade
 from .cluster import Lab, LabNode
 from .report import Report, Row
 
@@ -161,7 +161,8 @@ def rotate(lab: Lab, report: Report, rotation: list[tuple[RotateStep, Path]], ac
         settle = SETTLE_S if step is RotateStep.DROP else 0.0
         title = f"key rotation, {step.value}: {PACKAGE} {version} (dpkg -i, out of band) on both; {TITLES[step]}"
         converged = upgrade.step(lab, report, f"k{i + 1}", title,
-                                 functools.partial(on_both, lab, step, deb, settle), active)
+                                 functools.partial(on_both, lab, step, deb, settle), active,
+                                 checks.SETTLE_QUIET)  # heartbeat rereads authkeys; it does not restart
         if not converged or not report.rows[-1].ok:
             # A step not taken on both directors is no base for the next: it would shut one out.
             report.error = f"key rotation step k{i + 1} failed; the remaining steps did not run"

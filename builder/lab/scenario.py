@@ -185,7 +185,7 @@ class Run:
         except Exception as e:  # noqa: BLE001 - the lab's BuilderError, or the fake's
             self.problems.append(str(e))
         expect = self.survivor if sc.after is After.SURVIVOR else None
-        ok, _, _, why = checks.converge(m, expect)
+        ok, _, _, why = checks.converge(m, expect, settle=checks.SETTLE if sc.director_fault else checks.SETTLE_QUIET)
         if not ok:
             self.problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
             for d in m.directors:  # what each did since the restore, while it is in their journals

@@ -60,7 +60,7 @@ def start_repo_server(lab: Lab, repo: Path) -> None:
 
 
 def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list[str]],
-         expect_active: LabNode | None) -> bool:
+         expect_active: LabNode | None, settle: float = checks.SETTLE) -> bool:
     """One step of the rolling upgrade: run it, wait for the cluster to be healthy again,
     count the clients' failed requests from its start to then."""
     lab.progress(f"upgrade {key}: {title}")
@@ -70,7 +70,7 @@ def step(lab: Lab, report: Report, key: str, title: str, body: Callable[[], list
     except BuilderError as e:
         problems = [str(e)]
     lab.progress(f"upgrade {key}: done after {lab.now() - t:.0f} s; waiting for the cluster to converge")
-    ok, _, _, why = checks.converge(lab, expect_active)
+    ok, _, _, why = checks.converge(lab, expect_active, settle=settle)
     if not ok:
         problems.append(f"did not converge again within {checks.CONVERGE_TIMEOUT} s: {why}")
     window = [a for s in lab.services for a in lab.answers(s, t) if a.t0 < lab.now()]
@@ -231,12 +231,15 @@ def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode)
         done = maintenance(lab, real, True) or apt_install(lab, real, sources, version)
         return done + maintenance(lab, real, False)
 
+    real_keys = {f"u{4 + i}" for i, _ in enumerate(lab.reals)}
     for i, real in enumerate(lab.reals):
         steps.append((f"u{4 + i}", f"{real.name}: maintenance on both directors (weight 0), "
                                    f"apt-get install lvs-realserver {version}, back in service",
                       functools.partial(real_step, real), standby))
     for key, title, body, expect in steps:
-        if not step(lab, report, key, title, body, expect):
+        # the directors' steps restart heartbeat (u1, u3) or move the VIPs: the full settle
+        settle = checks.SETTLE_QUIET if key == "u0" or key in real_keys else checks.SETTLE
+        if not step(lab, report, key, title, body, expect, settle):
             report.error = f"upgrade step {key} left the cluster unhealthy; the remaining steps did not run"
             return
     report.rows.append(upgraded(lab, new))
