@@ -167,17 +167,19 @@ def upgraded(lab: Lab, new: Cluster) -> Row:
 
 def heartbeat_links(lab: Lab, new: Cluster, problems: list[str]) -> str:
     """An upgrade that adds a heartbeat path (a serial cable, another NIC): heartbeat's own word,
-    on each director, that it hears the other on every path of the new ha.cf."""
+    on each director, that it hears the other on every link of the new ha.cf (in ha.cf's order:
+    heartbeat lists them in the order it first heard them)."""
+    links = list(dict.fromkeys(m.device or m.interface or new.network.interface for m in new.heartbeat.media))
     said = []
     for d in lab.directors:
         peer = next(o for o in lab.directors if o is not d).name
         r = lab.sh(d, f"for l in $(cl_status listhblinks {peer}); do echo \"$l $(cl_status hblinkstatus {peer} $l)\"; "
                       "done")
-        states = [line.split() for line in (r.stdout if r is not None else "").splitlines() if line.strip()]
-        said.append(f"{d.name} hears {peer} on " + (", ".join(" ".join(s) for s in states) or "nothing"))
-        paths = {m.device if m.device else m.interface or new.network.interface for m in new.heartbeat.media}
-        if {s[0] for s in states if s[-1] == "up"} != paths:
-            problems.append(said[-1] + f", not on every one of {', '.join(sorted(paths))}")
+        heard = dict(line.split(maxsplit=1) for line in (r.stdout if r is not None else "").splitlines()
+                     if len(line.split()) > 1)
+        said.append(f"{d.name} hears {peer} on " + ", ".join(f"{k} {heard.get(k, 'not at all')}" for k in links))
+        if any(heard.get(k) != "up" for k in links):
+            problems.append(said[-1])
     return "; " + "; ".join(said)
 
 
