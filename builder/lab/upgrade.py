@@ -166,18 +166,17 @@ def upgraded(lab: Lab, new: Cluster) -> Row:
 
 
 def heartbeat_links(lab: Lab, new: Cluster, problems: list[str]) -> str:
-    """An upgrade that adds a heartbeat path (a serial cable, another NIC): heartbeat's own word,
-    on each director, that it hears the other on every link of the new ha.cf (in ha.cf's order:
-    heartbeat lists them in the order it first heard them)."""
+    """An upgrade that adds a heartbeat path (a serial cable, another NIC): lvs-cluster-check's
+    row "heartbeat's links to PEER" (heartbeat's own word) on each director, that it hears the
+    other on every link of the new ha.cf, told in ha.cf's order (heartbeat lists them in the
+    order it first heard them)."""
     links = list(dict.fromkeys(m.device or m.interface or new.network.interface for m in new.heartbeat.media))
     said = []
-    for d in lab.directors:
-        peer = next(o for o in lab.directors if o is not d).name
-        r = lab.sh(d, f"for l in $(cl_status listhblinks {peer}); do echo \"$l $(cl_status hblinkstatus {peer} $l)\"; "
-                      "done")
-        heard = dict(line.split(maxsplit=1) for line in (r.stdout if r is not None else "").splitlines()
-                     if len(line.split()) > 1)
-        said.append(f"{d.name} hears {peer} on " + ", ".join(f"{k} {heard.get(k, 'not at all')}" for k in links))
+    for name, c in checks.checks_of(lab, lab.directors, checks.vip_holder(lab)).items():
+        peer = next(d.name for d in lab.directors if d.name != name)
+        row = next((r for r in (c or {}).get("checks", []) if r["check"] == f"heartbeat's links to {peer}"), None)
+        heard = dict(part.rsplit(" ", 1) for part in (row["observed"] if row else "").split(", ") if " " in part)
+        said.append(f"{name} hears {peer} on " + ", ".join(f"{k} {heard.get(k, 'not at all')}" for k in links))
         if any(heard.get(k) != "up" for k in links):
             problems.append(said[-1])
     return "; " + "; ".join(said)
@@ -213,34 +212,34 @@ def upgrade(lab: Lab, report: Report, repo: Path, new: Cluster, active: LabNode)
     # stop: make-before-break). The handover is then done already.
     by_ipfail = (new.heartbeat.ipfail is not None and bool(new.heartbeat.ping_nodes)
                  and not lab.cluster.heartbeat.ping_nodes)
-    steps: list[tuple[str, str, Callable[[], list[str]], LabNode]] = [
+    # The directors' steps restart heartbeat (u1, u3) or move the VIPs: the full settle. The
+    # others touch no director's stack.
+    quiet, full = checks.SETTLE_QUIET, checks.SETTLE
+    steps: list[tuple[str, str, Callable[[], list[str]], LabNode, float]] = [
         ("u0", f"publish {version}: its sources entry on every node (Signed-By), apt-get update",
-         publish, active),
+         publish, active, quiet),
         ("u1", f"{standby.name} (standby): apt-get install lvs-director {version}; "
                "its heartbeat restarts with the new ha.cf"
                + (f"; it reaches the new ping nodes, {active.name} none: ipfail there hands it the VIPs"
                   if by_ipfail else ""),
-         lambda: apt_install(lab, standby, sources, version), standby if by_ipfail else active),
+         lambda: apt_install(lab, standby, sources, version), standby if by_ipfail else active, full),
         ("u2", f"handover: done at u1 (ipfail); {standby.name} holds the VIPs" if by_ipfail else
                f"handover: lvs-takeover on {standby.name} (VIP claimed there, then hb_takeover; "
                f"{active.name} releases)",
-         (lambda: []) if by_ipfail else lambda: takeover(lab, standby), standby),
+         (lambda: []) if by_ipfail else lambda: takeover(lab, standby), standby, full),
         ("u3", f"{active.name} (now standby): apt-get install lvs-director {version}",
-         lambda: apt_install(lab, active, sources, version), standby),
+         lambda: apt_install(lab, active, sources, version), standby, full),
     ]
 
     def real_step(real: LabNode) -> list[str]:
         done = maintenance(lab, real, True) or apt_install(lab, real, sources, version)
         return done + maintenance(lab, real, False)
 
-    real_keys = {f"u{4 + i}" for i, _ in enumerate(lab.reals)}
     for i, real in enumerate(lab.reals):
         steps.append((f"u{4 + i}", f"{real.name}: maintenance on both directors (weight 0), "
                                    f"apt-get install lvs-realserver {version}, back in service",
-                      functools.partial(real_step, real), standby))
-    for key, title, body, expect in steps:
-        # the directors' steps restart heartbeat (u1, u3) or move the VIPs: the full settle
-        settle = checks.SETTLE_QUIET if key == "u0" or key in real_keys else checks.SETTLE
+                      functools.partial(real_step, real), standby, quiet))
+    for key, title, body, expect, settle in steps:
         if not step(lab, report, key, title, body, expect, settle):
             report.error = f"upgrade step {key} left the cluster unhealthy; the remaining steps did not run"
             return
