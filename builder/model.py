@@ -371,6 +371,12 @@ class Cluster:
         return tuple(sorted(paths))
 
     @property
+    def heartbeat_link_names(self) -> tuple[str, ...]:
+        """Each link as heartbeat names it (cl_status listhblinks: the serial device, or the
+        interface), in ha.cf's order."""
+        return tuple(dict.fromkeys(m.device or m.interface or self.network.interface for m in self.heartbeat.media))
+
+    @property
     def heartbeat_links(self) -> tuple[Media, ...]:
         """ucast media on links of the directors' own, with each director's address there."""
         return tuple(m for m in self.heartbeat.media if m.addresses)

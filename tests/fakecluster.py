@@ -70,7 +70,8 @@ class FakeLab:
     show a broken cluster fails its row: "no-takeover" (the standby never claims),
     "second-vip-unchecked" (the second virtual service's reals never get weight), "no-settle"
     (after a split both directors keep the VIPs), "heal-gap" (after a split both give them up
-    and restart), "slow-release" (after a split both hold them for 40 s)."""
+    and restart), "slow-release" (after a split both hold them for 40 s), "half-way" (the
+    second director runs a new ha.cf with a serial link the first does not send on yet)."""
 
     def __init__(self, cluster: Cluster, broken: str = "") -> None:
         self.cluster = cluster
@@ -273,6 +274,10 @@ class FakeLab:
         rows = [{"group": "heartbeat", "check": f"peer {peer.name}", "ok": self.hears(n, peer),
                  "observed": "active" if self.hears(n, peer) else "dead", "expected": "active"},
                 {"group": "vip", "check": "VIPs", "ok": role != "split", "observed": role, "expected": "all or none"}]
+        if self.broken == "half-way" and self.hears(n, peer):
+            links = "/dev/ttyS1 dead, eth0 up" if n is self.directors[1] else "eth0 up"
+            rows.append({"group": "heartbeat", "check": f"heartbeat's links to {peer.name}", "ok": " dead" not in links,
+                         "observed": links, "expected": "every one up"})
         # heartbeat turns the sync daemon master some seconds after the VIPs were claimed
         master = role == "active" and self.t - n.claimed_at >= SYNC_DELAY
         rows.append({"group": "sync", "check": "LVSSyncDaemonSwap master status", "ok": master == (role == "active"),

@@ -13,6 +13,7 @@ from builder.lab import SCENARIOS, checks
 from builder.lab.plan import After, Kind
 from builder.lab.report import Report
 from builder.lab.scenario import run_scenario
+from builder.lab.upgrade import half_way
 
 from .conftest import REPO
 from .fakecluster import FakeLab
@@ -91,6 +92,23 @@ def test_a_heal_that_leaves_both_holding_the_vips_for_long_fails_the_row() -> No
     row, holder = run_scenario(m, PLAN["partition"], healthy(m))
     assert not row.ok and holder is not None
     assert "after the heal both directors held the VIPs for" in row.detail, row.detail
+
+
+def test_half_way_through_an_upgrade_that_adds_a_link_only_that_link_may_be_dead() -> None:
+    """A rolling upgrade to two-paths.yaml: the upgraded director hears the other on eth0 and
+    not yet on the serial link it alone runs; that state converges, the same row with eth0
+    dead does not, and with no link added nothing is excused."""
+    old, new = spec.load(None)[0], loading.load(spec.parse(TWO_PATHS.read_text()))[0]
+    excused = half_way(old, new)
+    assert excused is not None and half_way(old, old) is None
+    row = {"check": "heartbeat's links to loadb1", "observed": "/dev/ttyS1 dead, eth0 up", "ok": False}
+    assert excused("loadb2", row)
+    assert not excused("loadb2", {**row, "observed": "/dev/ttyS1 up, eth0 dead"})
+    assert not excused("loadb2", {**row, "check": "peer loadb1", "observed": "dead"})
+    m = fake(broken="half-way")
+    healthy_now = checks.converge(m, None, timeout=120)
+    assert not healthy_now[0] and "heartbeat's links to loadb1: /dev/ttyS1 dead" in healthy_now[3]
+    assert checks.converge(m, None, timeout=120, excused=excused)[0]
 
 
 def test_with_a_serial_link_a_partition_splits_nothing_and_ipfail_moves_the_vips_off_a_cut_director() -> None:
