@@ -18,6 +18,8 @@ APT_PACKAGES=(
     shellcheck                # linting the shell we ship
     util-linux                # unshare, for the namespaced test chroots
     qemu-utils kpartx fdisk sudo squashfs-tools  # images (diskimage-builder's host tools)
+    dosfstools gdisk mtools   # images: a hybrid (UEFI + BIOS) image's GPT (sgdisk) and EFI system partition (mtools: where the kernel has no vfat)
+    ovmf                      # booting the hybrid images under UEFI (Secure Boot on) in tests and the lab
     qemu-system-x86           # booting images in tests and the lab
     iproute2                  # the lab's network namespace, bridge and taps
     pxelinux syslinux-common  # build-pxe: the network boot loader

@@ -14,7 +14,8 @@ import click
 from . import __version__, authkey, lab, pipeline, pxe, spec
 from .command import Command, Group, warn_later
 from .errors import BuilderError
-from .image import ImageFormat, image_name
+from .firmware import VmFirmware
+from .image import Firmware, ImageFormat, image_name
 from .model import Extra, Kind, Release, Role
 from .repo import VALID_DAYS
 
@@ -199,12 +200,15 @@ cli.add_command(build_deb)
 @spec_option
 @click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
               show_default=True)
+@click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=Firmware.HYBRID.value,
+              show_default=True, help="hybrid: one GPT image that boots on UEFI (Secure Boot on: Debian's "
+              "signed shim and GRUB) and on BIOS; bios: MBR, BIOS only")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
 @click.option("--release", type=RELEASE, help="override the spec's Debian release")
 @authkey_option
 @key_change_option
 @weak_option
-def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release: str | None,
+def build_image(role: str, spec_path: Path | None, fmt: str, firmware: str, out: Path, release: str | None,
                 authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
     loaded = _load(spec_path, release, allow_weak_auth)
@@ -218,12 +222,13 @@ def build_image(role: str, spec_path: Path | None, fmt: str, out: Path, release:
             click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
         click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
 
-    debs, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
+    debs, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt), firmware=Firmware(firmware),
                                        authkey_file=authkey_file, key_change=key_change, on_step=progress)
     for d in debs:
         click.echo(f"built {d.path}" + (" (the directors' heartbeat keys: owner only, never publish it)"
                                         if d.package == Extra.CLUSTER_KEY.package else ""))
-    click.echo(f"built {built.image} ({built.image.stat().st_size / 2**20:.0f} MiB, {built.seconds:.0f} s), "
+    click.echo(f"built {built.image} ({built.firmware.value}; {built.image.stat().st_size / 2**20:.0f} MiB, "
+               f"{built.seconds:.0f} s), "
                f"kernel {built.kernel.name}, initrd {built.initrd.name}")
 
 
@@ -246,6 +251,10 @@ cli.add_command(build_image)
               help="boot every node diskless from the PXE tree, served by `pxe serve` in the namespace")
 @click.option("--pxe-tree", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="the tree for --pxe; default: IMAGES/pxe (made from the images when missing or stale)")
+@click.option("--firmware", "vm_firmware", type=click.Choice([f.value for f in VmFirmware]), default=None,
+              help="boot every VM through this firmware and the image's boot loader (the PXE tree's, with --pxe): "
+                   "bios (SeaBIOS), uefi (OVMF), uefi-secure (OVMF with Secure Boot on, Microsoft's keys, as "
+                   "servers ship); default: the images' kernel booted directly (bios with --pxe)")
 @click.option("--keepalived-peer", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="boot the directors from this image instead: bench/keepalived's hand-made keepalived "
                    "directors of the reference cluster (bench/run builds it), for the side-by-side figures")
@@ -266,7 +275,8 @@ cli.add_command(build_image)
 @key_change_option
 @weak_option
 def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path | None, scenarios: tuple[str, ...],
-            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, keepalived_peer: Path | None, upgrade: bool,
+            as_json: bool, pxe_boot: bool, pxe_tree: Path | None, vm_firmware: str | None,
+            keepalived_peer: Path | None, upgrade: bool,
             upgrade_to: Path | None, then_scenarios: tuple[str, ...], rotate_key: bool, authkey_file: Path | None,
             key_change: bool, allow_weak_auth: bool) -> None:
     """Boot the cluster in VMs inside a private network namespace and put it through the
@@ -280,6 +290,11 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
     if (upgrade_to is not None or then_scenarios) and not upgrade:
         raise click.UsageError("--upgrade-to and --then-scenario go with --upgrade")
     loaded = _load(spec_path, None, allow_weak_auth)
+    firmware = VmFirmware(vm_firmware) if vm_firmware else None
+    if firmware is not None and (unnamed := [n.name for n, _ in loaded.cluster.nodes if not n.mac]):
+        # through a boot loader there is no lvs.node= on the command line: the MAC says who it is
+        raise BuilderError(f"--firmware {firmware.value}: {', '.join(unnamed)} ha{'s' if len(unnamed) == 1 else 've'} "
+                           "no mac in the spec; a node booted through its firmware is known by its MAC")
     new = None
     if upgrade:  # what the upgrade rolls out, checked before anything is built
         new = (pipeline.upgrade_target(loaded.cluster, _load(upgrade_to, None, allow_weak_auth).cluster,
@@ -320,7 +335,7 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
     then = tuple(s for s in lab.SCENARIOS if s.key in then_scenarios)
     rollout = lab.Rollout(repo_dir, new, tuple(rotation), then) if upgrade or rotate_key else None
     report = lab.run_lab(loaded.cluster, found, workdir, chosen, progress, pxe_tree=tree,
-                         peer=keepalived_peer is not None, rollout=rollout)
+                         peer=keepalived_peer is not None, rollout=rollout, firmware=firmware)
     (workdir / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     (workdir / "report.md").write_text(report.table() + "\n")
     click.echo(json.dumps(report.to_json(), indent=1) if as_json else report.table())

@@ -1,9 +1,12 @@
 """Role images: the role .deb + diskimage-builder (debian-minimal, our elements) -> disk image.
 
 Normal hosts run disk-image-create as it is. Hosts whose kernel has no device-mapper (some
-sandboxes and containers) cannot map partitions with kpartx; there, and only there, the
-build runs with builder/hostshims first on PATH: a kpartx that attaches one loop device per
-partition at its offset, and the sudo/dmsetup that make diskimage-builder use it.
+sandboxes and containers) cannot map partitions with kpartx, and some kernels cannot mount
+FAT (a hybrid image's EFI system partition); there, and only there, the build runs with
+builder/hostshims first on PATH: a kpartx that attaches one loop device per partition at its
+offset, a mount/umount that stand a directory in for the FAT partition and write it there
+with mtools, and the sudo/dmsetup that make diskimage-builder use them. Each shim is the real
+tool wherever the host has what it stands in for.
 """
 
 from __future__ import annotations
@@ -33,9 +36,20 @@ class ImageFormat(enum.Enum):
     TAR = "tar"
 
 
-# Elements every role image is made of; the role's own element goes last.
-BASE_ELEMENTS = ("vm", "debian-minimal", "block-device-mbr", "baremetal")
+class Firmware(enum.Enum):
+    """What the image boots on. HYBRID, the default: one GPT image for both, as most machines
+    racked today boot UEFI (many with Secure Boot on by policy) and some older ones BIOS."""
+    HYBRID = "hybrid"  # GPT: an EFI system partition with Debian's signed shim and GRUB, and a BIOS boot partition
+    BIOS = "bios"      # MBR, GRUB for BIOS: what every image was before
+
+
+# Elements every role image is made of, by firmware; the role's own element goes last.
+FIRMWARE_ELEMENTS = {
+    Firmware.HYBRID: ("vm", "debian-minimal", "block-device-efi", "baremetal", "lvs-secure-boot"),
+    Firmware.BIOS: ("vm", "debian-minimal", "block-device-mbr", "baremetal"),
+}
 HOSTSHIMS = Path(__file__).resolve().parent / "hostshims"
+FAT_STAGES = Path("/run/lvs-builder-fat")  # hostshims/mount's directories standing in for FAT partitions
 _STEP = re.compile(r"dib-run-parts Running \S*/(\w[\w-]*\.d)/(\S+)")
 # diskimage-builder's temporary dirs, as its log names them (what a failed build must not leave).
 DIB_TMP_DIR = re.compile(r"(/\S*/dib_(?:image|build)\.[A-Za-z0-9]+)")
@@ -55,6 +69,21 @@ class BuiltImage:
     initrd: Path
     log: Path
     seconds: float
+    firmware: Firmware = Firmware.HYBRID
+
+
+def firmware_file(image: Path) -> Path:
+    """Beside an image: the firmware it was built for (what `lab` and `build-pxe` check)."""
+    return image.with_name(image.name + ".firmware")
+
+
+def firmware_of(image: Path) -> Firmware | None:
+    """The firmware an image was built for, or None if it does not say (built before there
+    was a choice: BIOS)."""
+    try:
+        return Firmware(firmware_file(image).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def cache_dir() -> Path:
@@ -67,6 +96,18 @@ def has_device_mapper() -> bool:
         return any(line.split()[-1] == "device-mapper" for line in Path("/proc/misc").read_text().splitlines())
     except OSError:
         return False
+
+
+def has_vfat() -> bool:
+    """Can this kernel mount FAT (a hybrid image's EFI system partition)?"""
+    try:
+        return any(line.split()[-1] == "vfat" for line in Path("/proc/filesystems").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def needs_hostshims(firmware: Firmware) -> bool:
+    return not has_device_mapper() or (firmware is not Firmware.BIOS and not has_vfat())
 
 
 def image_name(cluster: Cluster, role: Role) -> str:
@@ -89,7 +130,8 @@ def element(deb: Path) -> str:
     return deb.name.split("_", 1)[0]
 
 
-def dib_environment(cluster: Cluster, role: Role, deb: Path, extra: Sequence[Path] = ()) -> dict[str, str]:
+def dib_environment(cluster: Cluster, role: Role, deb: Path, extra: Sequence[Path] = (),
+                    firmware: Firmware = Firmware.HYBRID) -> dict[str, str]:
     env = {
         "DIB_RELEASE": cluster.release.value,  # explicit: the mirror's `stable` moves
         "DIB_APT_SOURCES_CONF": apt_sources(cluster.release.value),
@@ -104,7 +146,7 @@ def dib_environment(cluster: Cluster, role: Role, deb: Path, extra: Sequence[Pat
         env[f"DIB_{element(other).upper().replace('-', '_')}_DEB"] = str(other.resolve())
     # disk-image-create's helpers (dib-block-device, ...) are installed beside our Python.
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-    if not has_device_mapper():
+    if needs_hostshims(firmware):
         path = f"{HOSTSHIMS}:{path}"
     env["PATH"] = path
     return env
@@ -116,21 +158,27 @@ def disk_image_create() -> Path:
     return beside if beside.exists() else Path(require("disk-image-create", "pip install diskimage-builder"))
 
 
-def check_tools() -> None:
+def check_tools(firmware: Firmware = Firmware.HYBRID) -> None:
     """Fail before anything is built if a tool the image build needs is missing."""
-    for tool, pkg in (("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
-                      ("losetup", "mount"), ("sudo", "sudo")):
+    tools = [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
+             ("losetup", "mount"), ("sudo", "sudo")]
+    if firmware is not Firmware.BIOS:
+        tools += [("sgdisk", "gdisk"), ("mkfs.vfat", "dosfstools")]  # GPT, the EFI system partition
+        if not has_vfat():
+            tools.append(("mcopy", "mtools"))  # hostshims/umount writes the EFI system partition with it
+    for tool, pkg in tools:
         require(tool, pkg)
     disk_image_create()
 
 
 def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
-          on_step: Callable[[str], None] = lambda s: None, extra: Sequence[Path] = ()) -> BuiltImage:
+          on_step: Callable[[str], None] = lambda s: None, extra: Sequence[Path] = (),
+          firmware: Firmware = Firmware.HYBRID) -> BuiltImage:
     """Build the role image into out/, atomically; the full log goes to out/<name>.log.
     `extra` are the other packages of ours it is installed with, each by its element: the
     director's keys (lvs-cluster-key), the repository's entry (lvs-apt-source)."""
-    check_tools()
-    env = dib_environment(cluster, role, deb, extra)
+    check_tools(firmware)
+    env = dib_environment(cluster, role, deb, extra, firmware)
     dib = disk_image_create()
     name = image_name(cluster, role)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +206,7 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
     start = time.monotonic()
     with staging(final) as tmp:
         try:
-            run([dib, "-a", "amd64", "-t", fmt.value, *options, "-o", tmp / name, *BASE_ELEMENTS,
+            run([dib, "-a", "amd64", "-t", fmt.value, *options, "-o", tmp / name, *FIRMWARE_ELEMENTS[firmware],
                  f"lvs-{role.value}", *(element(d) for d in extra)], env=env, log_file=log,
                 on_line=step)
         except ToolError as e:
@@ -168,11 +216,13 @@ def build(cluster: Cluster, role: Role, deb: Path, out: Path, fmt: ImageFormat,
         kernel, initrd = out / f"{name}.vmlinuz", out / f"{name}.initrd"
         os.replace(tmp / f"{name}.vmlinuz", kernel)
         os.replace(tmp / f"{name}.initrd", initrd)
+        firmware_file(built).write_text(firmware.value + "\n")
+        os.replace(firmware_file(built), firmware_file(final))
         # The director's root file system holds the cluster's keys (lvs-cluster-key): its owner's
         # only (QEMU, build-pxe and dd run as that owner); the kernel and initramfs carry no key.
         os.chmod(built, KEY_MODE if role is Role.DIRECTOR else 0o644)
         os.replace(built, final)  # last: an image in out/ is a complete one
-    return BuiltImage(final, kernel, initrd, log, time.monotonic() - start)
+    return BuiltImage(final, kernel, initrd, log, time.monotonic() - start, firmware)
 
 
 
@@ -205,3 +255,7 @@ def _release(log: Path) -> None:
         run(["losetup", "-d", dev], check=False)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
+    # hostshims/mount's stand-in directories for the build's FAT partition
+    for stage in FAT_STAGES.glob("*/mountpoint") if FAT_STAGES.is_dir() else []:
+        if any(stage.read_text().strip().startswith(d + "/") for d in dirs):
+            shutil.rmtree(stage.parent, ignore_errors=True)

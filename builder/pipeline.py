@@ -156,14 +156,15 @@ def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Pa
 
 def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
                 authkey_file: Path | None = None, key_change: bool = False,
-                on_step: Callable[[str], None] = lambda s: None) -> tuple[list[deb.BuiltDeb], image.BuiltImage]:
+                on_step: Callable[[str], None] = lambda s: None,
+                firmware: image.Firmware = image.Firmware.HYBRID) -> tuple[list[deb.BuiltDeb], image.BuiltImage]:
     """The node's packages (its role's first; the director's keys, lvs-apt-source when the spec
     names a repository), then its image from them; tools are checked before anything is built."""
-    image.check_tools()
+    image.check_tools(firmware)
     built = [b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), out,
                                       authkey_file=authkey_file, key_change=key_change)]
     return built, image.build(loaded.cluster, role, built[0].path, out, fmt, on_step=on_step,
-                              extra=[b.path for b in built[1:]])
+                              extra=[b.path for b in built[1:]], firmware=firmware)
 
 
 def node_packages(cluster: Cluster, role: Role) -> list[Kind]:
@@ -180,7 +181,8 @@ def normalized_yaml(cluster: Cluster) -> str:
 
 def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path | None = None,
                key_change: bool = False, on_step: Callable[[str], None] = lambda s: None, command: str = "lab",
-               roles: tuple[Role, ...] = (Role.DIRECTOR, Role.REALSERVER)) -> dict[Role, Path]:
+               roles: tuple[Role, ...] = (Role.DIRECTOR, Role.REALSERVER),
+               firmware: image.Firmware = image.Firmware.HYBRID) -> dict[Role, Path]:
     """The role images the lab (or build-pxe) boots: those in `images` if they were built from the packages this
     spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
     found: dict[Role, Path] = {}
@@ -192,14 +194,17 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
             debs = [images / b.path.name for b in fresh]
             current = (path.exists() and all(d.exists() and d.read_bytes() == b.path.read_bytes()
                                               for d, b in zip(debs, fresh, strict=True))
-                       and path.stat().st_mtime >= max(d.stat().st_mtime for d in debs))
+                       and path.stat().st_mtime >= max(d.stat().st_mtime for d in debs)
+                       and (image.firmware_of(path) or image.Firmware.BIOS) is firmware)
         if not current:
             if not build:
-                why = "missing" if not path.exists() else "older than the spec"
+                why = ("missing" if not path.exists() else "older than the spec"
+                       if (image.firmware_of(path) or image.Firmware.BIOS) is firmware
+                       else f"built for {(image.firmware_of(path) or image.Firmware.BIOS).value}, not {firmware.value}")
                 raise BuilderError(f"{path}: {why}; run build-image {role.value} (or {command} without --no-build)")
             on_step(f"building {path.name} (the spec's packages changed or it is missing)")
             build_image(loaded, role, images, image.ImageFormat.QCOW2, authkey_file=authkey_file,
-                        key_change=key_change, on_step=on_step)
+                        key_change=key_change, on_step=on_step, firmware=firmware)
         found[role] = path
     return found
 
@@ -227,7 +232,7 @@ def lab_pxe_tree(loaded: Loaded, images: Path, tree: Path, *, build: bool, authk
     manifest = tree / pxe.MANIFEST
     current = manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in found.values()) \
         and all((tree / rel).exists() and (tree / rel).read_text() == text
-                for rel, text in pxe.render_configs(loaded.cluster).items())
+                for rel, text in pxe.render_configs(loaded.cluster, pxe.uefi_capable(list(found.values()))).items())
     if not current:
         if not build:
             raise BuilderError(f"{tree}: missing or older than the images; run build-pxe --out {tree} "

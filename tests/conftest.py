@@ -120,7 +120,8 @@ class BuiltImages:
 
 @pytest.fixture(scope="session")
 def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
-    """Both role images of the reference cluster, built once per test run by `build-image`."""
+    """Both role images of the reference cluster, built once per test run by `build-image`
+    (its default firmware: hybrid, UEFI with Secure Boot and BIOS)."""
     from click.testing import CliRunner
 
     from builder.cli import cli
@@ -138,8 +139,9 @@ def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
         assert f"built {out}/lvs-{role}-trixie.qcow2" in r.stdout
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".log")) == [
         "lvs-cluster-key_1_all.deb", "lvs-director-trixie.initrd", "lvs-director-trixie.qcow2",
-        "lvs-director-trixie.vmlinuz", "lvs-director_1.0_all.deb", "lvs-realserver-trixie.initrd",
-        "lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
+        "lvs-director-trixie.qcow2.firmware", "lvs-director-trixie.vmlinuz", "lvs-director_1.0_all.deb",
+        "lvs-realserver-trixie.initrd", "lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.qcow2.firmware",
+        "lvs-realserver-trixie.vmlinuz", "lvs-realserver_1.0_all.deb"]
     return BuiltImages(out, data_home)
 
 
