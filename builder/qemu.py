@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BuilderError
+from .firmware import VmFirmware, machine_options, qemu_args
 from .netns import exec_argv
 from .run import log, require, run
 
@@ -71,6 +72,7 @@ class Vm:
     serial_link: tuple[Path, bool] | None = None
     # NICs after the first (the guest's eth1, ...): (tap, MAC) each; the lab's faults touch the first only
     extra_nics: list[tuple[str, str]] = field(default_factory=list)
+    firmware: VmFirmware = VmFirmware.BIOS
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     console_mark: int = 0  # the console's size when QEMU last started: what this boot wrote follows
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -116,12 +118,13 @@ class Vm:
         # Minus CMPXCHG16B (x86-64's baseline has none): the guests' kernel panicked twice under
         # QEMU 7.2's TCG with a double fault right after one in SLUB's fast path (kmalloc of a
         # socket, in the lab's rows); without it SLUB takes its locked path.
-        argv = [qemu, "-machine", MACHINE, "-accel", "tcg,tb-size=128", "-cpu", "qemu64,+rdrand,-cx16",
-                "-m", str(self.memory_mib), "-smp", str(self.cpus),
+        argv = [qemu, "-machine", MACHINE + machine_options(self.firmware), "-accel", "tcg,tb-size=128",
+                "-cpu", "qemu64,+rdrand,-cx16", "-m", str(self.memory_mib), "-smp", str(self.cpus),
+                *qemu_args(self.firmware, self.workdir / f"{self.name}.efivars.fd"),
                 "-display", "none", "-nodefaults", "-no-user-config",
                 "-chardev", f"file,id=con0,path={self.console},append=on", "-serial", "chardev:con0",
                 *self._serial_link_args(),
-                *(["-drive", f"file={overlay},if=virtio,format=qcow2"] if self.image is not None else []),
+                *self._disk_args(overlay),
                 *net, "-device", nic,
                 *(a for i, (tap, mac) in enumerate(self.extra_nics, 1)
                   for a in ("-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no",
@@ -138,6 +141,16 @@ class Vm:
         with open(self.workdir / f"{self.name}.qemu.log", "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                          start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _disk_args(self, overlay: Path) -> list[str]:
+        if self.image is None:
+            return []
+        if not self.firmware.uefi:
+            return ["-drive", f"file={overlay},if=virtio,format=qcow2"]
+        # OVMF boots what QEMU's boot order names first (else it tries the NIC's PXE too, which
+        # waits out its DHCP): the disk, by its removable-media path.
+        return ["-drive", f"file={overlay},if=none,id=disk0,format=qcow2",
+                "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
 
     def _serial_link_args(self) -> list[str]:
         if self.serial_link is None:
@@ -259,7 +272,7 @@ class Vm:
         for needle, stage in (("Kernel panic", "kernel panic"),
                               ("login:", "login prompt"), ("Reached target", "starting services"),
                               ("Run /init", "initramfs"), ("Linux version", "kernel"),
-                              ("PXELINUX", "pxelinux")):
+                              ("PXELINUX", "pxelinux"), ("GRUB", "grub")):
             if needle in text:
                 return stage
         return "firmware"

@@ -17,6 +17,7 @@ import pytest
 
 from builder import image, spec
 from builder.errors import ToolError
+from builder.firmware import VmFirmware
 from builder.model import Role
 from builder.qemu import Vm
 
@@ -34,12 +35,20 @@ def images(built_images: BuiltImages) -> Path:
 
 # The three machines the boot tests look at, started together (each boots alone in ~90 s under
 # emulation; three at once on two cores take less than three in a row), each powered off once
-# its test is done: name -> (role, MAC, lvs.node= or None).
+# its test is done, each through its firmware and the image's boot loader: name -> (role, MAC,
+# firmware). The images are hybrid (build-image's default): the two nodes boot them on UEFI with
+# Secure Boot on (OVMF with Microsoft's keys, as servers ship), the stranger on BIOS (SeaBIOS).
 MACHINES = {
-    "director": ("director", "52:54:00:00:01:04", None),       # loadb2's MAC, booted through GRUB
-    "realserver": ("realserver", "52:54:00:00:01:01", "webserver2"),  # webserver1's MAC, but lvs.node=
-    "stranger": ("director", "52:54:00:99:99:99", None),       # in no node of the spec
+    "director": ("director", "52:54:00:00:01:04", VmFirmware.UEFI_SECURE),    # loadb2's MAC
+    "realserver": ("realserver", "52:54:00:00:01:02", VmFirmware.UEFI_SECURE),  # webserver2's
+    "stranger": ("director", "52:54:00:99:99:99", VmFirmware.BIOS),           # in no node of the spec
 }
+# Inside a guest: what the firmware says of Secure Boot, and which loader booted it.
+SECURE_BOOT_FACTS = r"""
+    echo sb=$(mokutil --sb-state 2>&1)
+    echo efi=$(test -d /sys/firmware/efi && echo uefi || echo bios)
+    echo lockdown=$(cat /sys/kernel/security/lockdown 2>/dev/null | grep -o '\[[a-z]*\]')
+"""
 
 
 @dataclass
@@ -72,13 +81,10 @@ def booted(built_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory,
     images = built_images.out
     work = tmp_path_factory.mktemp("boots")
     vms = {}
-    for key, (role, mac, node) in MACHINES.items():
+    for key, (role, mac, firmware) in MACHINES.items():
         name = f"lvs-{role}-trixie"
-        vm = Vm(name=f"{key}-{node or mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=work, mac=mac)
-        if node is not None:  # identity from the kernel command line: boot the image's kernel directly
-            vm.kernel, vm.initrd = images / f"{name}.vmlinuz", images / f"{name}.initrd"
-            vm.append = f"{image.DIRECT_BOOT_CMDLINE} lvs.node={node}"
-        vms[key] = vm
+        vms[key] = Vm(name=f"{key}-{mac.replace(':', '')}", image=images / f"{name}.qcow2", workdir=work, mac=mac,
+                      firmware=firmware)
     started = time.monotonic()
     try:
         for vm in vms.values():
@@ -105,15 +111,16 @@ def test_a_machine_with_no_identity_stays_out(booted: Booted) -> None:
         f = facts(vm, """
             echo heartbeat=$(systemctl is-active heartbeat.service || true)
             echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
+            echo efi=$(test -d /sys/firmware/efi && echo uefi || echo bios)
         """)
         assert f["heartbeat"] == "inactive"
         assert f["address"] == ""
+        assert f["efi"] == "bios"  # the hybrid image's other path: SeaBIOS, GRUB in its BIOS boot partition
 
 
-def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted: Booted) -> None:
-    # The MAC is webserver1's, but lvs.node= on the command line comes first.
+def test_realserver_image_boots_on_uefi_with_secure_boot_as_the_node_its_mac_names(booted: Booted) -> None:
     with booted.up("realserver") as vm:
-        f = facts(vm, r"""
+        f = facts(vm, SECURE_BOOT_FACTS + r"""
             echo hostname=$(hostname)
             echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
             echo vip=$(ip -4 -o address show dev lo | awk '{print $4}' | grep -x 192.168.1.105/32)
@@ -125,6 +132,7 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted
             echo index=$(get 192.168.1.105 / | grep -o 'real server [a-z0-9]*')   # as a client of the VIP
             echo other=$(get www.example.org / | grep -c 'real server')    # another name: apache2's own site
         """)
+        assert (f["sb"], f["efi"], f["lockdown"]) == ("SecureBoot enabled", "uefi", "[integrity]"), f
         assert f["hostname"] == "webserver2"
         assert f["address"] == "192.168.1.102/24"
         assert f["vip"] == "192.168.1.105/32"
@@ -134,9 +142,9 @@ def test_realserver_image_boots_as_the_node_the_kernel_command_line_names(booted
         assert f["other"] == "0"
 
 
-def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
+def test_director_image_boots_on_uefi_with_secure_boot_as_the_node_its_mac_names(booted: Booted) -> None:
     with booted.up("director") as vm:
-        f = facts(vm, r"""
+        f = facts(vm, SECURE_BOOT_FACTS + r"""
             echo hostname=$(hostname)
             echo resolves=$(getent ahostsv4 "$(hostname)" | awk '{print $1}' | sort -u | tr '\n' ' ')
             echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')
@@ -157,6 +165,9 @@ def test_director_image_boots_as_the_node_its_mac_names(booted: Booted) -> None:
                          | sed 's/^argv\[\]=//; s/ *$//' | paste -sd,)"
             echo dpkg_new=$(find /etc -name '*.dpkg-new' | tr '\n' ' ')
         """)
+        # Microsoft-signed shim, Debian-signed GRUB and kernel: the firmware says Secure Boot is
+        # on, and the kernel locked itself down for it.
+        assert (f["sb"], f["efi"], f["lockdown"]) == ("SecureBoot enabled", "uefi", "[integrity]"), f
         assert f["hostname"] == "loadb2"
         assert "192.168.1.104" in f["resolves"].split()  # sudo and heartbeat want their own name to resolve
         assert f["address"] == "192.168.1.104/24"
