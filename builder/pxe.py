@@ -3,6 +3,8 @@
     DIR/tftp/lpxelinux.0, ldlinux.c32      Debian's pxelinux (the HTTP-capable one), over TFTP
     DIR/tftp/pxelinux.cfg/01-<mac>         one per node: its role, its name on the command line
     DIR/tftp/pxelinux.cfg/default          every other machine: told why it stays out
+    DIR/tftp/bootx64.efi, grubx64.efi      UEFI machines: Debian's signed shim and GRUB network image
+    DIR/tftp/grub/grub.cfg, nodes/<mac>.cfg   ... GRUB's entries: the same nodes, the same strangers
     DIR/http/<role>/vmlinuz, initrd.img    the role image's own kernel and initramfs, over HTTP
     DIR/http/<role>/filesystem.squashfs    the role image's root filesystem, for live-boot
     DIR/dnsmasq-static.conf, dnsmasq-proxy.conf   DHCP (static leases, or proxy) and TFTP
@@ -34,7 +36,7 @@ from typing import Any
 from . import writer
 from .deb import KEY_MODE
 from .errors import BuilderError, SpecError
-from .image import CONSOLE_CMDLINE
+from .image import CONSOLE_CMDLINE, Firmware, firmware_of
 from .model import Cluster, DhcpMode, Node, Role, pxe_problems
 from .render import environment
 from .run import require, run
@@ -57,6 +59,19 @@ def pxe_config_name(mac: str) -> str:
     return "01-" + mac.lower().replace(":", "-")
 
 
+def grub_config_name(mac: str) -> str:
+    """GRUB's per-host file: its $net_default_mac (lower case, colons)."""
+    return f"{mac.lower()}.cfg"
+
+
+# UEFI network boot with Secure Boot on: Debian's shim (signed by Microsoft) as the file the
+# firmware loads, Debian's signed GRUB network image beside it under the name shim loads. Taken
+# from the role image (shim-signed and grub-efi-amd64-signed of a hybrid image: the release the
+# kernel is of); its embedded prefix is /grub, where GRUB reads grub.cfg.
+EFI_LOADERS = {"bootx64.efi": "usr/lib/shim/shimx64.efi.signed",
+               "grubx64.efi": "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"}
+
+
 def base_url(cluster: Cluster) -> str:
     pv = cluster.provisioning
     assert pv is not None
@@ -76,29 +91,49 @@ def check_ready(cluster: Cluster) -> None:
         raise SpecError(problems)
 
 
-def render_configs(cluster: Cluster) -> dict[str, str]:
-    """Every text file of the tree, keyed by its path in the tree."""
+def uefi_capable(images: list[Path]) -> bool:
+    """Do these role images carry Debian's signed shim and GRUB (hybrid images)? A tree built
+    from BIOS images boots BIOS machines only."""
+    return all(firmware_of(i) is Firmware.HYBRID for i in images)
+
+
+def render_configs(cluster: Cluster, uefi: bool = True) -> dict[str, str]:
+    """Every text file of the tree, keyed by its path in the tree (with `uefi`, GRUB's for
+    UEFI machines too)."""
     check_ready(cluster)
     env = environment()
-    ctx: dict[str, Any] = {"c": cluster, "url": base_url(cluster), "nodes": [
-        {"node": n, "role": r.value, "cmdline": kernel_cmdline(cluster, r, n)} for n, r in cluster.nodes]}
+    pv = cluster.provisioning
+    assert pv is not None
+    ctx: dict[str, Any] = {"c": cluster, "url": base_url(cluster), "uefi": uefi,
+                           "grub_url": f"(http,{pv.server}" + ("" if pv.http_port == 80 else f":{pv.http_port}") + ")",
+                           "nodes": [{"node": n, "role": r.value, "cmdline": kernel_cmdline(cluster, r, n)}
+                                     for n, r in cluster.nodes]}
     files = {rel: env.get_template(f"pxe/{rel.removeprefix('tftp/')}.j2").render(ctx)
-             for rel in ("tftp/pxelinux.cfg/default", "tftp/pxelinux.cfg/not-a-node.txt")}
+             for rel in ("tftp/pxelinux.cfg/default", "tftp/pxelinux.cfg/not-a-node.txt",
+                         *(("tftp/grub/grub.cfg",) if uefi else ()))}
     node_tpl = env.get_template("pxe/pxelinux.cfg/node.j2")
+    grub_tpl = env.get_template("pxe/grub/node.cfg.j2")
     for entry in ctx["nodes"]:
         assert entry["node"].mac is not None
         files[f"tftp/pxelinux.cfg/{pxe_config_name(entry['node'].mac)}"] = node_tpl.render(ctx, **entry)
+        if uefi:
+            files[f"tftp/grub/nodes/{grub_config_name(entry['node'].mac)}"] = grub_tpl.render(ctx, **entry)
     for mode in DhcpMode:
         files[f"dnsmasq-{mode.value}.conf"] = env.get_template("pxe/dnsmasq.conf.j2").render(ctx, mode=mode.value)
     return files
 
 
+# The root partition's type: MBR's "Linux" (a BIOS image), GPT's "Linux filesystem" (a hybrid
+# one, beside its EFI system partition and its BIOS boot partition).
+LINUX_PARTITION_TYPES = ("83", "0FC63DAF-8483-4772-8E79-3D69D8477DE4")
+
+
 def _partition_offset(raw: Path) -> int:
     table = json.loads(run(["sfdisk", "--json", str(raw)]).stdout)["partitiontable"]
-    parts = table["partitions"]
-    if len(parts) != 1:
-        raise BuilderError(f"{raw}: expected the one root partition of a block-device-mbr image, found {len(parts)}")
-    return int(parts[0]["start"]) * int(table.get("sectorsize", 512))
+    roots = [p for p in table["partitions"] if str(p.get("type", "")).upper() in LINUX_PARTITION_TYPES]
+    if len(roots) != 1:
+        raise BuilderError(f"{raw}: expected one root partition (Linux filesystem) in the image, found {len(roots)}")
+    return int(roots[0]["start"]) * int(table.get("sectorsize", 512))
 
 
 # zstd: a third faster to boot under emulation than xz, for ~10% more bytes to fetch. At
@@ -107,10 +142,13 @@ def _partition_offset(raw: Path) -> int:
 SQUASHFS_COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "3")
 
 
-def root_squashfs(image: Path, dest: Path, work: Path, compression: tuple[str, ...] = SQUASHFS_COMPRESSION) -> None:
+def root_squashfs(image: Path, dest: Path, work: Path, compression: tuple[str, ...] = SQUASHFS_COMPRESSION,
+                  take: Callable[[Path], None] = lambda root: None) -> None:
     """The image's root filesystem as a squashfs for live-boot: read through a loop mount of
-    the image's partition (no device-mapper needed), copied, the disk's root line taken out of
-    /etc/fstab (a diskless node has no such disk: systemd would wait for it), compressed."""
+    the image's partition (no device-mapper needed), copied, the disk's lines taken out of
+    /etc/fstab (its root, a hybrid image's EFI system partition: a diskless node has no such
+    disk, and systemd would wait for it), compressed. `take` sees the root first (the UEFI
+    loaders are copied out of it)."""
     raw, mnt, root = work / "image.raw", work / "mnt", work / "root"
     run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)])
     mnt.mkdir()
@@ -123,8 +161,9 @@ def root_squashfs(image: Path, dest: Path, work: Path, compression: tuple[str, .
     fstab = root / "etc/fstab"
     if fstab.exists():
         kept = [line for line in fstab.read_text().splitlines(keepends=True)
-                if line.lstrip().startswith("#") or len(line.split()) < 2 or line.split()[1] != "/"]
+                if line.lstrip().startswith("#") or len(line.split()) < 2 or line.split()[1] not in ("/", "/boot/efi")]
         fstab.write_text("".join(kept))
+    take(root)
     run(["mksquashfs", str(root), str(dest), *compression, "-noappend", "-no-progress", "-quiet"])
     shutil.rmtree(root)
 
@@ -153,7 +192,8 @@ def claim(out: Path, force: bool = False) -> None:
 def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path, force: bool = False) -> dict[str, Any]:
     """Build the whole tree in a staging directory beside `out`, then rename it into place."""
     check_tools()
-    configs = render_configs(cluster)  # refuses a spec it cannot roll out
+    uefi = uefi_capable([f.image for f in roles.values()])
+    configs = render_configs(cluster, uefi)  # refuses a spec it cannot roll out
     assert cluster.provisioning is not None
     with staging(out) as scratch:
         tmp = scratch / "tree"
@@ -170,21 +210,33 @@ def build_tree(cluster: Cluster, roles: dict[Role, RoleFiles], out: Path, force:
                                     "http_port": cluster.provisioning.http_port, "url": base_url(cluster),
                                     "dhcp": cluster.provisioning.dhcp.value,
                                     "roles": {}, "nodes": {}}
+        def efi_loaders(root: Path) -> None:
+            for name, rel in EFI_LOADERS.items():
+                if uefi and (root / rel).is_file() and not (tftp / name).exists():
+                    shutil.copy(root / rel, tftp / name)
+
         for role, files in roles.items():
             d = tmp / "http" / role.value
             d.mkdir(parents=True)
             shutil.copy(files.kernel, d / "vmlinuz")
             shutil.copy(files.initrd, d / "initrd.img")
             with tempfile.TemporaryDirectory(dir=scratch, prefix="work-") as work:
-                root_squashfs(files.image, d / SQUASHFS, Path(work))
+                root_squashfs(files.image, d / SQUASHFS, Path(work), take=efi_loaders)
             manifest["roles"][role.value] = {
                 "image": str(files.image),
                 "bytes": {p.name: p.stat().st_size for p in sorted(d.iterdir())},
             }
+        missing = [name for name in EFI_LOADERS if not (tftp / name).exists()]
+        if uefi and missing:
+            raise BuilderError(f"{', '.join(str(f.image) for f in roles.values())}: hybrid images without "
+                               f"{', '.join(EFI_LOADERS[m] for m in missing)}; build them again (build-image)")
+        manifest["uefi"] = uefi
         for n, r in cluster.nodes:
             assert n.mac is not None
             manifest["nodes"][n.name] = {"role": r.value, "mac": n.mac.lower(), "address": str(n.address),
-                                         "entry": f"tftp/pxelinux.cfg/{pxe_config_name(n.mac)}"}
+                                         "entry": f"tftp/pxelinux.cfg/{pxe_config_name(n.mac)}",
+                                         **({"uefi_entry": f"tftp/grub/nodes/{grub_config_name(n.mac)}"}
+                                            if uefi else {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         for dirpath, _, names in os.walk(tmp):
             for name in names:

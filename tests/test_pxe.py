@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from builder import pxe, spec
 from builder.cli import cli
+from builder.firmware import VmFirmware
 from builder.netns import BRIDGE, Netns
 from builder.qemu import Vm
 
@@ -51,6 +52,29 @@ def test_each_node_gets_an_entry_by_mac_and_every_other_machine_is_told_why_not(
     assert why.startswith("lvs-builder: this machine's MAC is in no node of the reference cluster's spec, so it "
                           "does not join the cluster.\n")
     assert "loadb1 (52:54:00:00:01:03)" in why
+
+
+def test_a_uefi_machine_gets_grub_entries_for_the_same_nodes_and_the_same_words_for_strangers() -> None:
+    cluster, _ = spec.load(None)
+    files = pxe.render_configs(cluster)
+    entries = sorted(k for k in files if k.startswith("tftp/grub/nodes/"))
+    assert entries == [f"tftp/grub/nodes/52:54:00:00:01:0{i}.cfg" for i in (1, 2, 3, 4)]
+    loadb2 = files["tftp/grub/nodes/52:54:00:00:01:04.cfg"]
+    pxelinux = files["tftp/pxelinux.cfg/01-52-54-00-00-01-04"]
+    cmdline = next(line.split("APPEND ", 1)[1] for line in pxelinux.splitlines() if "APPEND" in line)
+    assert f"linux (http,192.168.1.10)/director/vmlinuz {cmdline}\n" in loadb2  # pxelinux's very command line
+    assert "initrd (http,192.168.1.10)/director/initrd.img\n" in loadb2
+    top = files["tftp/grub/grub.cfg"]
+    assert 'configfile "$prefix/nodes/$net_default_mac.cfg"' in top
+    assert "cat ($root)/pxelinux.cfg/not-a-node.txt\n" in top and top.rstrip().endswith("exit")
+    # Built from BIOS images, the tree has no UEFI part, and dnsmasq does not offer one.
+    bios = pxe.render_configs(cluster, uefi=False)
+    assert not any(k.startswith("tftp/grub/") for k in bios)
+    assert "efi" not in bios["dnsmasq-static.conf"].replace("pxelinux", "")
+    static = files["dnsmasq-static.conf"]
+    assert "dhcp-match=set:efi64,option:client-arch,7\n" in static
+    assert "dhcp-boot=tag:efi64,bootx64.efi\ndhcp-boot=tag:!efi64,lpxelinux.0\n" in static
+    assert 'pxe-service=X86-64_EFI,"lvs-builder: reference cluster",bootx64.efi\n' in files["dnsmasq-proxy.conf"]
 
 
 def test_dnsmasq_accepts_both_configurations(tmp_path: Path) -> None:
@@ -170,10 +194,10 @@ def served(pxe_tree: PxeTree, netns: Netns, tmp_path: Path) -> Iterator[tuple[Ne
     assert "stopped dnsmasq and the HTTP server" in log.read_text()
 
 
-def pxe_vm(netns: Netns, tmp_path: Path, mac: str, tap: str) -> Vm:
+def pxe_vm(netns: Netns, tmp_path: Path, mac: str, tap: str, firmware: VmFirmware = VmFirmware.BIOS) -> Vm:
     netns.add_tap(tap)
     return Vm(name=f"pxe-{mac.replace(':', '')}", image=None, workdir=tmp_path, mac=mac,
-              memory_mib=pxe.PXE_MEMORY_MIB, tap=tap, netns=netns.name)
+              memory_mib=pxe.PXE_MEMORY_MIB, tap=tap, netns=netns.name, firmware=firmware)
 
 
 @pytest.mark.slow
@@ -189,25 +213,42 @@ def test_the_tree_serves_each_role_from_its_image(pxe_tree: PxeTree, show: Calla
         assert (pxe_tree.tree / "http" / role / "vmlinuz").read_bytes() == kernel.read_bytes()
         fstab = subprocess.run(["unsquashfs", "-cat", str(pxe_tree.tree / "http" / role / "filesystem.squashfs"),
                                 "etc/fstab"], capture_output=True, text=True, check=True).stdout
-        assert not [line for line in fstab.splitlines() if line.split()[1:2] == ["/"]], fstab
+        # no disk: neither its root nor the hybrid image's EFI system partition is waited for
+        assert not [line for line in fstab.splitlines() if line.split()[1:2] in (["/"], ["/boot/efi"])], fstab
     for module in ("lpxelinux.0", "ldlinux.c32", "cat.c32", "libcom32.c32"):
         assert (pxe_tree.tree / "tftp" / module).exists(), module
+    # UEFI: the images' own signed shim and GRUB network image (Debian's; shim's is Microsoft's signature)
+    assert manifest["uefi"] is True
+    shim = subprocess.run(["unsquashfs", "-cat", str(pxe_tree.tree / "http" / "realserver" / "filesystem.squashfs"),
+                           "usr/lib/shim/shimx64.efi.signed"], capture_output=True, check=True).stdout
+    assert (pxe_tree.tree / "tftp" / "bootx64.efi").read_bytes() == shim
+    assert b"Microsoft Corporation UEFI CA" in shim
+    assert (pxe_tree.tree / "tftp" / "grubx64.efi").stat().st_size > 0
+    assert manifest["nodes"]["loadb2"]["uefi_entry"] == "tftp/grub/nodes/52:54:00:00:01:04.cfg"
 
 
 @pytest.mark.slow
-def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_not_join(
+def test_a_diskless_uefi_machine_boots_as_the_node_its_mac_names_and_strangers_do_not_join(
         served: tuple[Netns, Path], tmp_path: Path, show: Callable[[str], None]) -> None:
+    """loadb2's MAC on a diskless UEFI machine with Secure Boot on (OVMF, Microsoft's keys):
+    shim, GRUB and the kernel all pass the firmware's checks and it runs as loadb2. A UEFI
+    stranger and a BIOS stranger (pxelinux) are each told why they stay out."""
     netns, log = served
-    node = pxe_vm(netns, tmp_path, "52:54:00:00:01:04", "tap0")       # loadb2's MAC
-    stranger = pxe_vm(netns, tmp_path, "52:54:00:99:99:98", "tap1")   # in no node of the spec
+    node = pxe_vm(netns, tmp_path, "52:54:00:00:01:04", "tap0", VmFirmware.UEFI_SECURE)  # loadb2's MAC
+    stranger = pxe_vm(netns, tmp_path, "52:54:00:99:99:98", "tap1", VmFirmware.UEFI_SECURE)  # in no node
+    bios_stranger = pxe_vm(netns, tmp_path, "52:54:00:99:99:97", "tap2")
     try:
         start = time.monotonic()
-        node.start()
-        stranger.start()
+        for vm in (node, stranger, bios_stranger):
+            vm.start()
+        bios_stranger.wait_console("does not join the cluster", BOOT_TIMEOUT)
+        bios_stranger.stop()
         stranger.wait_console("does not join the cluster", BOOT_TIMEOUT)
+        show(f"\nUEFI stranger turned away after {time.monotonic() - start:.0f} s")
+        stranger.stop()
         node.wait_agent(BOOT_TIMEOUT)
         state = node.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
-        show(f"\nloadb2 over PXE: {state} after {time.monotonic() - start:.0f} s under emulation")
+        show(f"loadb2 over UEFI PXE (Secure Boot on): {state} after {time.monotonic() - start:.0f} s under emulation")
         r = node.sh(r"""
             echo hostname=$(hostname)
             echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}' | tr '\n' ' ')
@@ -216,8 +257,10 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
             echo ldirectord=$(systemctl is-enabled ldirectord.service || true)
             echo authkeys=$(stat -c '%a %U:%G' /etc/ha.d/authkeys)
             echo failed=$(systemctl --failed --no-legend | awk '{print $2}' | tr '\n' ' ')
+            echo sb=$(mokutil --sb-state 2>&1)
         """)
         facts = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+        assert facts["sb"] == "SecureBoot enabled", facts
         assert facts["hostname"] == "loadb2"
         assert "192.168.1.104/24" in facts["address"].split()
         assert facts["root"] == "overlay"  # live-boot: the squashfs under a RAM overlay, no disk
@@ -225,22 +268,26 @@ def test_a_diskless_machine_boots_as_the_node_its_mac_names_and_a_stranger_does_
         assert facts["authkeys"] == "600 root:root"
         assert facts["failed"].strip() == "", facts["failed"]
         console = node.console_text()
+        assert "lvs-builder: booting loadb2, director of the reference cluster" in console  # GRUB's entry
         assert re.search(r"Command line: .*fetch=http://192\.168\.1\.10/director/filesystem\.squashfs .*"
                          r"lvs\.node=loadb2", console), console[:3000]
         assert "lvs-identity: this machine is loadb2, director of the reference cluster " \
                "(lvs.node=loadb2 on the kernel command line)" in console
-        # The stranger got an address from the pool, read the default entry, and went no further.
-        other = stranger.console_text()
-        assert "the nodes are loadb1 (52:54:00:00:01:03)" in other
-        assert "Linux version" not in other
+        # The strangers got an address from the pool, read the default entry, and went no further.
+        for other in (stranger.console_text(), bios_stranger.console_text()):
+            assert "the nodes are loadb1 (52:54:00:00:01:03)" in other
+            assert "Linux version" not in other
         served_log = log.read_text()
-        assert "52:54:00:99:99:98" in served_log  # dnsmasq saw it
+        assert "52:54:00:99:99:98" in served_log and "52:54:00:99:99:97" in served_log  # dnsmasq saw both
+        # dnsmasq's TFTP gave loadb2 shim, then shim's GRUB and loadb2's GRUB entry
+        for sent in ("bootx64.efi", "grubx64.efi", "grub/nodes/52:54:00:00:01:04.cfg"):
+            assert re.search(rf"sent \S*/{re.escape(sent)} to 192\.168\.1\.104", served_log), sent
         # pxelinux's reboot time went out with the node's address (a failed load starts again in 30 s)
         assert re.search(r"sent size:\s+4 option:\s*211\b", served_log), served_log[-3000:]
         assert "GET /director/filesystem.squashfs" in served_log
     finally:
-        node.stop()
-        stranger.stop()
+        for vm in (node, stranger, bios_stranger):
+            vm.stop()
 
 
 @pytest.mark.slow
