@@ -21,7 +21,7 @@ import yaml
 
 from builder import lab
 
-from .conftest import REPO, BuiltImages
+from .conftest import REPO, BuiltImages, PxeTree
 
 LVS_BUILDER = str(Path(sys.executable).parent / "lvs-builder")
 
@@ -153,7 +153,7 @@ def lab_of_the_reference_with(built: BuiltImages, tmp_path: Path, data: dict[str
     images = tmp_path / "images"
     images.mkdir()
     for name in ("lvs-realserver-trixie.qcow2", "lvs-realserver-trixie.vmlinuz", "lvs-realserver-trixie.initrd",
-                 "lvs-realserver_1.0_all.deb"):
+                 "lvs-realserver-trixie.qcow2.firmware", "lvs-realserver_1.0_all.deb"):
         os.link(built.out / name, images / name)
     argv, env = lab_argv(built, tmp_path / "lab", "--json", *[a for k in keys for a in ("--scenario", k)])
     argv[argv.index("--no-build")] = "--spec"
@@ -208,6 +208,28 @@ def test_with_a_link_of_their_own_the_directors_split_on_nothing_either(
 
 
 @pytest.mark.slow
+@pytest.mark.full  # a lab boot of its own; CI boots the images and the PXE tree through OVMF in test_image, test_pxe
+@pytest.mark.parametrize("boot", ["disk", "pxe"])
+def test_through_uefi_with_secure_boot_on_the_cluster_passes_the_tutorials_checks(
+        boot: str, built_images: BuiltImages, pxe_tree: PxeTree, tmp_path: Path, show: Callable[[str], None]) -> None:
+    """Every node through OVMF with Secure Boot on (Microsoft's keys, as servers ship) and the
+    image's shim and GRUB (or, diskless, the tree's): the tutorial's checks, no fault."""
+    pxe = ["--pxe", "--pxe-tree", str(pxe_tree.tree)] if boot == "pxe" else []
+    argv, env = lab_argv(built_images, tmp_path / "lab", "--json", "--firmware", "uefi-secure", "--scenario", "none",
+                         *pxe)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        stdout, stderr = proc.communicate(timeout=3600)
+    show("\n" + (tmp_path / "lab" / "report.md").read_text())
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(stdout)
+    assert (report["ok"], report["firmware"], report["boot"]) == (True, "uefi-secure", boot)
+    assert [r["key"] for r in report["rows"]] == ["a", "b", "c", "d", "e", "f"]
+    for name in ("loadb1", "loadb2", "webserver1", "webserver2"):
+        console = (tmp_path / "lab" / f"{name}.console").read_text(errors="replace")
+        assert "Linux version" in console and "secureboot: Secure boot enabled" in console, name
+
+
+@pytest.mark.slow
 def test_an_interrupted_lab_leaves_no_vm_and_no_namespace(built_images: BuiltImages, tmp_path: Path) -> None:
     argv, env = lab_argv(built_images, tmp_path / "lab", "--scenario", "none")
     # Ctrl-C as from a terminal: a shell that runs the tests as a background job hands its
@@ -244,6 +266,19 @@ def test_a_lab_without_images_says_which_and_starts_nothing(tmp_path: Path) -> N
     assert stderr == (f"error: {tmp_path}/lvs-director-trixie.qcow2: missing; run build-image director "
                            "(or lab without --no-build)\n")
     assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+def test_through_the_firmware_a_node_without_a_mac_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "builder" / "data" / "reference.yaml").read_text())
+    del data["real_servers"][1]["mac"]
+    spec_path = tmp_path / "cluster.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    r = subprocess.run([LVS_BUILDER, "lab", "--spec", str(spec_path), "--images", str(tmp_path / "images"),
+                        "--firmware", "uefi-secure"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == ("error: --firmware uefi-secure: webserver2 has no mac in the spec; a node booted through "
+                        "its firmware is known by its MAC\n")
+    assert not (tmp_path / "images").exists()
 
 
 def test_a_boot_stuck_in_its_firmware_is_powered_on_again_once_then_reported(

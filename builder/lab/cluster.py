@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import BuilderError
+from ..firmware import VmFirmware
 from ..image import DIRECT_BOOT_CMDLINE
 from ..model import Cluster, Node, Role
 from ..netns import BRIDGE, Netns, remove_stale
@@ -42,6 +43,7 @@ BOOT_TIMEOUT = 600        # VM start -> guest agent answers, under emulation on 
 # never got past its firmware in 600 s while the two VMs started beside it booted. Firmware
 # usually takes under 40 s here; it is powered on again, once, as an operator would.
 FIRMWARE_STALL = 180
+LOADER_STAGES = ("firmware", "pxelinux", "grub")  # before the kernel: where a stall is the firmware's
 POLL = 1.0
 LAB_PAGE = "/run/lvs-lab-broken-page"   # what a real server's health page says while broken
 
@@ -81,7 +83,7 @@ def lab_mac(index: int) -> str:
 class Lab:
     def __init__(self, cluster: Cluster, images: dict[Role, Path], workdir: Path, stack: Stack,
                  progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
-                 later: tuple[Cluster, ...] = ()) -> None:
+                 later: tuple[Cluster, ...] = (), firmware: VmFirmware | None = None) -> None:
         self.cluster = cluster  # what the nodes run now: the spec's, then what `lab --upgrade-to` rolled out
         # The wiring is made once, at boot, for the spec's cluster and for those the lab upgrades to
         # (`later`: a serial cable and a router the spec's ha.cf does not name yet are simply unused).
@@ -106,10 +108,15 @@ class Lab:
             # the node's name on the command line.
             if pxe_tree is not None:  # diskless: the NIC's PXE ROM, the tree's entry for this MAC
                 vm = Vm(name=node.name, image=None, workdir=workdir, mac=node.mac, memory_mib=PXE_MEMORY_MIB,
-                        tap=f"tap{i}", netns=self.netns.name)
+                        tap=f"tap{i}", netns=self.netns.name, firmware=firmware or VmFirmware.BIOS)
                 self.nodes.append(LabNode(node, role, vm))
                 continue
             image = images[role]
+            if firmware is not None:  # through the firmware and the image's boot loader: identity by MAC
+                vm = Vm(name=node.name, image=image, workdir=workdir, mac=node.mac, memory_mib=MEMORY_MIB,
+                        tap=f"tap{i}", netns=self.netns.name, firmware=firmware)
+                self.nodes.append(LabNode(node, role, vm))
+                continue
             stem = image.with_suffix("")
             append = DIRECT_BOOT_CMDLINE + ("" if node.mac else f" lvs.node={node.name}")
             vm = Vm(name=node.name, image=image, workdir=workdir, mac=node.mac or lab_mac(i),
@@ -399,7 +406,7 @@ class Lab:
                     self.progress(f"{n.name} is up after {time.monotonic() - t:.0f} s (guest agent answers)")
                 elif not n.vm.running:
                     raise BuilderError(f"{n.name}: QEMU exited; see {n.vm.workdir / (n.vm.name + '.qemu.log')}")
-                elif stage == "kernel panic" or (stage in ("firmware", "pxelinux") and stalled > FIRMWARE_STALL):
+                elif stage == "kernel panic" or (stage in LOADER_STAGES and stalled > FIRMWARE_STALL):
                     where = f"see {n.vm.console}"
                     if stage == "kernel panic":
                         what = "the guest kernel panicked while booting"

@@ -55,6 +55,9 @@ class Report:
     release: str
     rows: list[Row] = field(default_factory=list)
     boot: str = "disk"                 # "disk": the role images; "pxe": diskless from the PXE tree
+    # "direct": the images' kernel booted by QEMU (the fault rows' shortcut); "bios", "uefi",
+    # "uefi-secure": through that firmware and the image's (or the PXE tree's) boot loader
+    firmware: str = "direct"
     directors: str = "lvs-director"    # or "keepalived (bench peer)": bench/run's side-by-side
     boot_s: float | None = None        # VMs started -> every guest agent answers
     serving_s: float | None = None     # VMs started -> the first answer through the VIP
@@ -84,6 +87,8 @@ class Report:
             return ("yes" if r.arp_followed else "no") + ("" if not r.arp_stale_s else f", {r.arp_stale_s:.1f} s off")
 
         source = "the PXE tree, diskless" if self.boot == "pxe" else "the disk images"
+        source += {"direct": "", "bios": ", through BIOS", "uefi": ", through UEFI",
+                   "uefi-secure": ", through UEFI with Secure Boot on"}.get(self.firmware, f", {self.firmware}")
         lines = [
             f"lab: cluster {self.cluster} ({self.release}, booted from {source}, directors: {self.directors}"
             + (f"; clients on {', '.join(self.vips)}" if self.vips else "") + "); "

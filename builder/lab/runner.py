@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import BuilderError
+from ..firmware import VmFirmware
 from ..model import Cluster, Role
 from ..run import require
 from . import checks, rotation, upgrade
@@ -104,7 +105,7 @@ def interrupts_as_errors() -> Iterator[None]:
 
 def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios: list[Scenario],
             progress: Callable[[str], None] = lambda s: None, pxe_tree: Path | None = None,
-            peer: bool = False, rollout: upgrade.Rollout | None = None) -> Report:
+            peer: bool = False, rollout: upgrade.Rollout | None = None, firmware: VmFirmware | None = None) -> Report:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("ip", "iproute2"),
                       ("bridge", "iproute2")):
         require(tool, pkg)
@@ -113,10 +114,12 @@ def run_lab(cluster: Cluster, images: dict[Role, Path], workdir: Path, scenarios
             raise BuilderError(f"{image}: no {role.value} image (build-image {role.value})")
     stack = stack_for(peer)
     report = Report(cluster.name, cluster.release.value, boot="pxe" if pxe_tree is not None else "disk",
-                    directors=stack.label)
+                    directors=stack.label,
+                    firmware=firmware.value if firmware else "bios" if pxe_tree is not None else "direct")
     start = time.monotonic()
     later = (rollout.new,) if rollout is not None and rollout.new is not None else ()
-    with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree, later) as lab:
+    with interrupts_as_errors(), Lab(cluster, images, workdir, stack, progress, pxe_tree, later,
+                                       firmware) as lab:
         report.vips = [s.label for s in lab.services]
         try:
             run(lab, scenarios, report, rollout)
