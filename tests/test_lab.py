@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from builder import lab
+from builder.model import Role
 
 from .conftest import REPO, BuiltImages, PxeTree
 
@@ -266,6 +267,25 @@ def test_a_lab_without_images_says_which_and_starts_nothing(tmp_path: Path) -> N
     assert stderr == (f"error: {tmp_path}/lvs-director-trixie.qcow2: missing; run build-image director "
                            "(or lab without --no-build)\n")
     assert f"lvs-lab-{proc.pid}" not in namespaces()
+
+
+def test_an_image_built_for_another_firmware_is_not_booted(tmp_path: Path) -> None:
+    """The images lab --no-build finds are current for the spec, but one was built --firmware
+    bios (or before there was a choice: no .firmware beside it): the lab says so and stops."""
+    from builder import pipeline
+
+    images = tmp_path / "images"
+    loaded = pipeline.load_cluster(None)
+    for role in (Role.DIRECTOR, Role.REALSERVER):
+        pipeline.build_debs(loaded, pipeline.node_packages(loaded.cluster, role), images)
+        (images / f"lvs-{role.value}-trixie.qcow2").write_bytes(b"")
+    (images / "lvs-director-trixie.qcow2.firmware").write_text("hybrid\n")
+    with subprocess.Popen([LVS_BUILDER, "lab", "--images", str(images), "--no-build"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert stderr == (f"error: {images}/lvs-realserver-trixie.qcow2: built for bios, not hybrid; run build-image "
+                      "realserver (or lab without --no-build)\n")
 
 
 def test_through_the_firmware_a_node_without_a_mac_is_refused_before_anything_is_built(tmp_path: Path) -> None:
