@@ -109,7 +109,11 @@ def on_both(lab: Lab, step: RotateStep, deb: Path, settle: float) -> list[str]:
 
 
 def main_pid(lab: Lab, d: LabNode) -> str | None:
-    r = lab.sh(d, "systemctl show -p MainPID --value heartbeat.service")
+    """heartbeat's master process, as heartbeat itself records it (/run/heartbeat.pid): not
+    systemd's MainPID, which starts as lvs-director's heartbeat-run wrapper and becomes
+    heartbeat's own once systemd rereads the unit's PIDFile= (at a reload: seen as a "restart"
+    in CI's rotation, the same heartbeat throughout)."""
+    r = lab.sh(d, "cat /run/heartbeat.pid")
     return r.stdout.strip() if r is not None and r.exitcode == 0 else None
 
 
@@ -145,7 +149,7 @@ def rotated(lab: Lab, last: Path, pids: dict[str, str | None], steps: int, since
             problems.append(f"{d.name}: heartbeat says {peer.node.name} is "
                             f"{next((w[5:] for w in out if w.startswith('peer=')), '?')}, not active")
         if main_pid(lab, d) != pids[d.name]:
-            problems.append(f"{d.name}: heartbeat restarted during the rotation (main PID {pids[d.name]} -> "
+            problems.append(f"{d.name}: heartbeat restarted during the rotation (its pid {pids[d.name]} -> "
                             f"{main_pid(lab, d)})")
     return Row("upgrade", "k-end", "both directors on the new key alone; heartbeat never restarted, "
                                    "each sees the other active", not problems,
