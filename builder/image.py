@@ -77,13 +77,13 @@ def firmware_file(image: Path) -> Path:
     return image.with_name(image.name + ".firmware")
 
 
-def firmware_of(image: Path) -> Firmware | None:
-    """The firmware an image was built for, or None if it does not say (built before there
-    was a choice: BIOS)."""
+def firmware_of(image: Path) -> Firmware:
+    """The firmware an image was built for; BIOS if it does not say (built before there was a
+    choice)."""
     try:
         return Firmware(firmware_file(image).read_text().strip())
     except (OSError, ValueError):
-        return None
+        return Firmware.BIOS
 
 
 def cache_dir() -> Path:

@@ -195,12 +195,12 @@ def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path 
             current = (path.exists() and all(d.exists() and d.read_bytes() == b.path.read_bytes()
                                               for d, b in zip(debs, fresh, strict=True))
                        and path.stat().st_mtime >= max(d.stat().st_mtime for d in debs)
-                       and (image.firmware_of(path) or image.Firmware.BIOS) is firmware)
+                       and image.firmware_of(path) is firmware)
         if not current:
             if not build:
-                why = ("missing" if not path.exists() else "older than the spec"
-                       if (image.firmware_of(path) or image.Firmware.BIOS) is firmware
-                       else f"built for {(image.firmware_of(path) or image.Firmware.BIOS).value}, not {firmware.value}")
+                built_for = image.firmware_of(path)
+                why = ("missing" if not path.exists() else "older than the spec" if built_for is firmware
+                       else f"built for {built_for.value}, not {firmware.value}")
                 raise BuilderError(f"{path}: {why}; run build-image {role.value} (or {command} without --no-build)")
             on_step(f"building {path.name} (the spec's packages changed or it is missing)")
             build_image(loaded, role, images, image.ImageFormat.QCOW2, authkey_file=authkey_file,

@@ -112,16 +112,12 @@ class Lab:
                 self.nodes.append(LabNode(node, role, vm))
                 continue
             image = images[role]
-            if firmware is not None:  # through the firmware and the image's boot loader: identity by MAC
-                vm = Vm(name=node.name, image=image, workdir=workdir, mac=node.mac, memory_mib=MEMORY_MIB,
-                        tap=f"tap{i}", netns=self.netns.name, firmware=firmware)
-                self.nodes.append(LabNode(node, role, vm))
-                continue
-            stem = image.with_suffix("")
-            append = DIRECT_BOOT_CMDLINE + ("" if node.mac else f" lvs.node={node.name}")
             vm = Vm(name=node.name, image=image, workdir=workdir, mac=node.mac or lab_mac(i),
-                    kernel=stem.with_suffix(".vmlinuz"), initrd=stem.with_suffix(".initrd"), append=append,
-                    memory_mib=MEMORY_MIB, tap=f"tap{i}", netns=self.netns.name)
+                    memory_mib=MEMORY_MIB, tap=f"tap{i}", netns=self.netns.name, firmware=firmware or VmFirmware.BIOS)
+            if firmware is None:  # else through the firmware and the image's boot loader: identity by MAC
+                stem = image.with_suffix("")
+                vm.kernel, vm.initrd = stem.with_suffix(".vmlinuz"), stem.with_suffix(".initrd")
+                vm.append = DIRECT_BOOT_CMDLINE + ("" if node.mac else f" lvs.node={node.name}")
             self.nodes.append(LabNode(node, role, vm))
         if self.serial_link:  # the directors' null-modem cable, ttyS1 to ttyS1
             for i, n in enumerate(self.directors):
