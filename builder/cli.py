@@ -200,15 +200,15 @@ cli.add_command(build_deb)
 @spec_option
 @click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
               show_default=True)
-@click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=Firmware.HYBRID.value,
-              show_default=True, help="hybrid: one GPT image that boots on UEFI (Secure Boot on: Debian's "
-              "signed shim and GRUB) and on BIOS; bios: MBR, BIOS only")
+@click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=None,
+              help="hybrid: one GPT image that boots on UEFI (Secure Boot on: Debian's signed shim and GRUB) "
+              "and on BIOS; bios: MBR, BIOS only; default: the spec's images.firmware (hybrid)")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)
 @click.option("--release", type=RELEASE, help="override the spec's Debian release")
 @authkey_option
 @key_change_option
 @weak_option
-def build_image(role: str, spec_path: Path | None, fmt: str, firmware: str, out: Path, release: str | None,
+def build_image(role: str, spec_path: Path | None, fmt: str, firmware: str | None, out: Path, release: str | None,
                 authkey_file: Path | None, key_change: bool, allow_weak_auth: bool) -> None:
     """Build a bootable disk image for ROLE: its .deb first, then diskimage-builder."""
     loaded = _load(spec_path, release, allow_weak_auth)
@@ -222,7 +222,8 @@ def build_image(role: str, spec_path: Path | None, fmt: str, firmware: str, out:
             click.echo(f"building {name}.{fmt}: full log in {out / f'{name}.{fmt}.log'}", err=True)
         click.echo(f"  {time.monotonic() - start:6.0f}s  {step}", err=True)
 
-    debs, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt), firmware=Firmware(firmware),
+    debs, built = pipeline.build_image(loaded, Role(role), out, ImageFormat(fmt),
+                                       firmware=Firmware(firmware) if firmware else None,
                                        authkey_file=authkey_file, key_change=key_change, on_step=progress)
     for d in debs:
         click.echo(f"built {d.path}" + (" (the directors' heartbeat keys: owner only, never publish it)"
@@ -295,6 +296,9 @@ def lab_cmd(spec_path: Path | None, images: Path, no_build: bool, workdir: Path 
         # through a boot loader there is no lvs.node= on the command line: the MAC says who it is
         raise BuilderError(f"--firmware {firmware.value}: {', '.join(unnamed)} ha{'s' if len(unnamed) == 1 else 've'} "
                            "no mac in the spec; a node booted through its firmware is known by its MAC")
+    if firmware is not None and firmware.uefi and loaded.cluster.images.firmware is Firmware.BIOS:
+        raise BuilderError(f"--firmware {firmware.value}: the spec's images are bios (images.firmware), which "
+                           "boot on BIOS only; set images.firmware: hybrid, or boot them with --firmware bios")
     new = None
     if upgrade:  # what the upgrade rolls out, checked before anything is built
         new = (pipeline.upgrade_target(loaded.cluster, _load(upgrade_to, None, allow_weak_auth).cluster,

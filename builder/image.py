@@ -25,7 +25,7 @@ from . import data_root
 from .deb import KEY_MODE
 from .errors import ToolError
 from .mirror import debian_mirror, debian_security_mirror
-from .model import CONSOLE_TTY, Cluster, Role
+from .model import CONSOLE_TTY, Cluster, Firmware, Role
 from .run import require, run
 from .writer import staging
 
@@ -34,13 +34,6 @@ class ImageFormat(enum.Enum):
     QCOW2 = "qcow2"
     RAW = "raw"
     TAR = "tar"
-
-
-class Firmware(enum.Enum):
-    """What the image boots on. HYBRID, the default: one GPT image for both, as most machines
-    racked today boot UEFI (many with Secure Boot on by policy) and some older ones BIOS."""
-    HYBRID = "hybrid"  # GPT: an EFI system partition with Debian's signed shim and GRUB, and a BIOS boot partition
-    BIOS = "bios"      # MBR, GRUB for BIOS: what every image was before
 
 
 # Elements every role image is made of, by firmware; the role's own element goes last.

@@ -24,6 +24,13 @@ class Release(enum.Enum):
     BOOKWORM = "bookworm"
 
 
+class Firmware(enum.Enum):
+    """What a disk image boots on. HYBRID, the default: one GPT image for both, as most machines
+    racked today boot UEFI (many with Secure Boot on by policy) and some older ones BIOS."""
+    HYBRID = "hybrid"  # GPT: an EFI system partition with Debian's signed shim and GRUB, and a BIOS boot partition
+    BIOS = "bios"      # MBR, GRUB for BIOS: what every image was before
+
+
 class Role(enum.Enum):
     DIRECTOR = "director"
     REALSERVER = "realserver"
@@ -112,6 +119,7 @@ ENUM_NOUN = {
     MediaType: "a heartbeat medium",
     AuthMethod: "a heartbeat auth method",
     DhcpMode: "a DHCP mode",
+    Firmware: "an image firmware",
 }
 
 # The modules the tutorial loads at boot on a director, whatever the spec uses.
@@ -157,6 +165,12 @@ class Provisioning:
     dhcp: DhcpMode = DhcpMode.STATIC
     pool: Optional[Pool] = None         # static mode: leases for machines the spec does not know
     http_port: int = 80
+
+
+@dataclass(frozen=True)
+class Images:
+    """The disk images (build-image, and those lab and build-pxe build): `--firmware` overrides."""
+    firmware: Firmware = Firmware.HYBRID
 
 
 @dataclass(frozen=True)
@@ -314,6 +328,7 @@ class Cluster:
     pages: Pages = field(default_factory=Pages)
     provisioning: Optional[Provisioning] = None
     repository: Optional[Repository] = None
+    images: Images = field(default_factory=Images)
 
     # Derived views: templates read these rather than recomputing them.
     @property

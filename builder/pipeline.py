@@ -157,9 +157,11 @@ def build_debs(loaded: Loaded, kinds: list[Kind], out: Path, *, authkey_file: Pa
 def build_image(loaded: Loaded, role: Role, out: Path, fmt: image.ImageFormat, *,
                 authkey_file: Path | None = None, key_change: bool = False,
                 on_step: Callable[[str], None] = lambda s: None,
-                firmware: image.Firmware = image.Firmware.HYBRID) -> tuple[list[deb.BuiltDeb], image.BuiltImage]:
+                firmware: image.Firmware | None = None) -> tuple[list[deb.BuiltDeb], image.BuiltImage]:
     """The node's packages (its role's first; the director's keys, lvs-apt-source when the spec
-    names a repository), then its image from them; tools are checked before anything is built."""
+    names a repository), then its image from them, for `firmware` (default: the spec's
+    images.firmware); tools are checked before anything is built."""
+    firmware = firmware or loaded.cluster.images.firmware
     image.check_tools(firmware)
     built = [b for b, _ in build_debs(loaded, node_packages(loaded.cluster, role), out,
                                       authkey_file=authkey_file, key_change=key_change)]
@@ -182,9 +184,11 @@ def normalized_yaml(cluster: Cluster) -> str:
 def lab_images(loaded: Loaded, images: Path, *, build: bool, authkey_file: Path | None = None,
                key_change: bool = False, on_step: Callable[[str], None] = lambda s: None, command: str = "lab",
                roles: tuple[Role, ...] = (Role.DIRECTOR, Role.REALSERVER),
-               firmware: image.Firmware = image.Firmware.HYBRID) -> dict[Role, Path]:
+               firmware: image.Firmware | None = None) -> dict[Role, Path]:
     """The role images the lab (or build-pxe) boots: those in `images` if they were built from the packages this
-    spec gives now (byte-identical .debs, the image newer than its .deb), else built afresh."""
+    spec gives now (byte-identical .debs, the image newer than its .deb) for `firmware` (default: the spec's
+    images.firmware), else built afresh."""
+    firmware = firmware or loaded.cluster.images.firmware
     found: dict[Role, Path] = {}
     for role in roles:
         path = images / f"{image.image_name(loaded.cluster, role)}.qcow2"

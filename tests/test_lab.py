@@ -289,6 +289,46 @@ def test_an_image_built_for_another_firmware_is_not_booted(tmp_path: Path) -> No
                                "build-image realserver (or lab without --no-build)\n")
 
 
+def bios_spec(where: Path) -> Path:
+    """The reference cluster with `images: {firmware: bios}`, its key beside it."""
+    from builder import authkey
+
+    data = yaml.safe_load((REPO / "builder" / "data" / "reference.yaml").read_text())
+    data["images"] = {"firmware": "bios"}
+    spec_path = where / "bios.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    shutil.copyfile(authkey.default_path(None), authkey.default_path(spec_path))
+    authkey.default_path(spec_path).chmod(0o600)
+    return spec_path
+
+
+def test_the_specs_images_firmware_is_what_the_lab_takes_as_current(tmp_path: Path) -> None:
+    """images.firmware: bios: a hybrid image beside current packages is not the spec's."""
+    from builder import pipeline
+
+    spec_path = bios_spec(tmp_path)
+    images = tmp_path / "images"
+    loaded = pipeline.load_cluster(spec_path)
+    for role in (Role.DIRECTOR, Role.REALSERVER):
+        pipeline.build_debs(loaded, pipeline.node_packages(loaded.cluster, role), images)
+        (images / f"lvs-{role.value}-trixie.qcow2").write_bytes(b"")
+        (images / f"lvs-{role.value}-trixie.qcow2.firmware").write_text("hybrid\n")
+    r = subprocess.run([LVS_BUILDER, "lab", "--spec", str(spec_path), "--images", str(images), "--no-build"],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (1, f"error: {images}/lvs-director-trixie.qcow2: built for hybrid, not bios; "
+                                           "run build-image director (or lab without --no-build)\n")
+
+
+def test_through_uefi_a_spec_of_bios_images_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    spec_path = bios_spec(tmp_path)
+    r = subprocess.run([LVS_BUILDER, "lab", "--spec", str(spec_path), "--images", str(tmp_path / "images"),
+                        "--firmware", "uefi"], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (1, "error: --firmware uefi: the spec's images are bios (images.firmware), "
+                                           "which boot on BIOS only; set images.firmware: hybrid, or boot them "
+                                           "with --firmware bios\n")
+    assert not (tmp_path / "images").exists()
+
+
 def test_through_the_firmware_a_node_without_a_mac_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     data = yaml.safe_load((REPO / "builder" / "data" / "reference.yaml").read_text())
     del data["real_servers"][1]["mac"]

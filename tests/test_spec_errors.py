@@ -185,6 +185,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "provisioning.server: 10.0.0.10 is not on the nodes' subnet 192.168.1.0/24: PXE needs the server on the "
      "segment the machines boot on"),
     ({"provisioning.dhcp": "relay"}, "provisioning.dhcp: 'relay' is not a DHCP mode (static, proxy)"),
+    ({"images": {"firmware": "uefi"}}, "images.firmware: 'uefi' is not an image firmware (hybrid, bios)"),
     ({"repository": {"url": "ftp://192.168.1.10/", "key": "repo-key.asc"}},
      "repository.url: 'ftp://192.168.1.10/' is not an http:// or https:// URL ending in /"),
     ({"repository": {"url": "http://192.168.1.10:8080", "key": "repo-key.asc"}},
