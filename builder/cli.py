@@ -24,6 +24,19 @@ KIND = click.Choice([*(r.value for r in Role), *(e.value for e in Extra)])  # wh
 RELEASE = click.Choice([r.value for r in Release])
 
 
+class ImageFirmware(click.Choice):
+    """build-image --firmware: hybrid or bios; `uefi` is answered with what to take instead."""
+
+    def __init__(self) -> None:
+        super().__init__([f.value for f in Firmware])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "uefi":
+            self.fail("'uefi': take hybrid (the default), which boots on UEFI, Secure Boot on, and on BIOS; "
+                      "there is no UEFI-only layout", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def spec_option(f: Any) -> Any:
     return click.option("--spec", "spec_path", type=click.Path(path_type=Path, dir_okay=False),
                         help="cluster spec (YAML); default: the built-in reference cluster")(f)
@@ -200,7 +213,7 @@ cli.add_command(build_deb)
 @spec_option
 @click.option("--format", "fmt", type=click.Choice([f.value for f in ImageFormat]), default="qcow2",
               show_default=True)
-@click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=None,
+@click.option("--firmware", type=ImageFirmware(), default=None,
               help="hybrid: one GPT image that boots on UEFI (Secure Boot on: Debian's signed shim and GRUB) "
               "and on BIOS; bios: MBR, BIOS only; default: the spec's images.firmware (hybrid)")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True)

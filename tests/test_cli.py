@@ -37,3 +37,12 @@ def test_show_fills_defaults_and_release_override(tmp_path: Path) -> None:
         member = t.extractfile("./usr/share/doc/lvs-realserver/changelog.gz")
         assert member is not None
         assert gzip.decompress(member.read()).decode().startswith("lvs-realserver (1.0) bookworm; urgency=medium")
+
+
+def test_build_image_answers_uefi_with_the_layout_that_boots_it(tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, ["build-image", "director", "--firmware", "uefi", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2
+    assert r.output.splitlines()[-1] == ("Error: Invalid value for '--firmware': 'uefi': take hybrid (the default), "
+                                         "which boots on UEFI, Secure Boot on, and on BIOS; there is no UEFI-only "
+                                         "layout")
+    assert not (tmp_path / "out").exists()
