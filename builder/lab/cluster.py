@@ -364,7 +364,9 @@ class Lab:
         if broken:
             return self._guest(n, f"echo 'lvs-lab: this page is broken' > {LAB_PAGE} && mount --bind {LAB_PAGE} {page}",
                                "breaking the health page")
-        return self._guest(n, f"umount {page} && rm -f {LAB_PAGE}", "restoring the health page")
+        # --lazy: Apache may be sending the broken page at that moment (CI once saw "target is
+        # busy"); the mount goes at once, that one reply ends from the file it has open.
+        return self._guest(n, f"umount --lazy {page} && rm -f {LAB_PAGE}", "restoring the health page")
 
     # -- boot -------------------------------------------------------------------------
 
