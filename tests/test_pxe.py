@@ -4,6 +4,7 @@ out). Everything started is stopped by PID, also when a check fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -175,23 +176,61 @@ def netns() -> Iterator[Netns]:
         ns.delete()
 
 
-@pytest.fixture
-def served(pxe_tree: PxeTree, netns: Netns, tmp_path: Path) -> Iterator[tuple[Netns, Path]]:
-    """`lvs-builder pxe serve` on the namespace's bridge; its log file."""
-    log = tmp_path / "serve.log"
+@contextlib.contextmanager
+def serving(tree: Path, netns: Netns, log: Path, *options: str) -> Iterator[Path]:
+    """`lvs-builder pxe serve` on the namespace's bridge until the block ends; its log file."""
     with log.open("w") as out:
-        proc = subprocess.Popen(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(pxe_tree.tree),
-                                            "--interface", BRIDGE]), stdout=out, stderr=out)
+        proc = subprocess.Popen(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(tree), "--interface", BRIDGE,
+                                            *options]), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
         while "ready: dnsmasq (pid" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield netns, log
+        yield log
     finally:
         proc.terminate()
         proc.wait(30)
     assert "stopped dnsmasq and the HTTP server" in log.read_text()
+
+
+@pytest.fixture
+def served(pxe_tree: PxeTree, netns: Netns, tmp_path: Path) -> Iterator[tuple[Netns, Path]]:
+    with serving(pxe_tree.tree, netns, tmp_path / "serve.log") as log:
+        yield netns, log
+
+
+@contextlib.contextmanager
+def site_dhcp(netns: Netns, tmp_path: Path, reserved: dict[str, str] | None = None) -> Iterator[Path]:
+    """The site's own DHCP server (dnsmasq handing out 192.168.1.150-159, and each MAC in
+    `reserved` its address), another machine on the segment: a namespace of its own (one
+    shared with ours would drop our probe, which comes from an address local to it), a veth
+    into our bridge, no route anywhere else. Yields its log."""
+    ip = ["ip", "-n", netns.name]
+    other_ns = f"{netns.name}-other"
+    log = tmp_path / "site-dhcp.log"
+    subprocess.run(["ip", "netns", "add", other_ns], check=True)
+    other = None
+    try:
+        subprocess.run([*ip, "link", "add", "other0", "type", "veth", "peer", "name", "other1", "netns", other_ns],
+                       check=True)
+        subprocess.run([*ip, "link", "set", "other0", "master", BRIDGE, "up"], check=True)
+        subprocess.run(["ip", "-n", other_ns, "address", "add", "192.168.1.1/24", "dev", "other1"], check=True)
+        subprocess.run(["ip", "-n", other_ns, "link", "set", "other1", "up"], check=True)
+        with log.open("w") as out:
+            other = subprocess.Popen(["ip", "netns", "exec", other_ns,
+                "dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=other1",
+                "--dhcp-range=192.168.1.150,192.168.1.159,1h", f"--dhcp-leasefile={tmp_path / 'other.leases'}",
+                *(f"--dhcp-host={mac},{address}" for mac, address in (reserved or {}).items()),
+                f"--pid-file={tmp_path / 'other.pid'}", "--conf-file=/dev/null", "--log-facility=-"],
+                stdout=out, stderr=out)
+        time.sleep(2)
+        yield log
+    finally:
+        if other is not None:
+            other.terminate()
+            other.wait(30)
+        subprocess.run(["ip", "netns", "delete", other_ns], check=False)
 
 
 def pxe_vm(netns: Netns, tmp_path: Path, mac: str, tap: str, firmware: VmFirmware = VmFirmware.BIOS) -> Vm:
@@ -329,37 +368,46 @@ def test_pxe_serve_gives_the_directors_root_filesystem_to_the_directors_only_and
 def test_pxe_serve_refuses_an_interface_with_another_dhcp_server(pxe_tree: PxeTree, netns: Netns,
                                                                  tmp_path: Path) -> None:
     need_tool("dnsmasq")
-    # The other DHCP server is another machine on the segment: its own namespace (one that
-    # shared ours would drop our probe, which comes from an address local to it), a veth
-    # into our bridge, no route anywhere else.
-    ip = ["ip", "-n", netns.name]
-    other_ns = f"{netns.name}-other"
-    subprocess.run(["ip", "netns", "add", other_ns], check=True)
-    other = None
-    try:
-        subprocess.run([*ip, "link", "add", "other0", "type", "veth", "peer", "name", "other1", "netns", other_ns],
-                       check=True)
-        subprocess.run([*ip, "link", "set", "other0", "master", BRIDGE, "up"], check=True)
-        subprocess.run(["ip", "-n", other_ns, "address", "add", "192.168.1.1/24", "dev", "other1"], check=True)
-        subprocess.run(["ip", "-n", other_ns, "link", "set", "other1", "up"], check=True)
-        other = subprocess.Popen(["ip", "netns", "exec", other_ns,
-            "dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces", "--interface=other1",
-            "--dhcp-range=192.168.1.150,192.168.1.159,1h", f"--dhcp-leasefile={tmp_path / 'other.leases'}",
-            f"--pid-file={tmp_path / 'other.pid'}", "--conf-file=/dev/null", "--log-facility=-"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
+    with site_dhcp(netns, tmp_path):
         r = subprocess.run(netns.argv([LVS_BUILDER, "pxe", "serve", "--dir", str(pxe_tree.tree),
                                        "--interface", BRIDGE]), capture_output=True, text=True, timeout=60)
-        assert r.returncode == 1
-        assert r.stderr.strip().splitlines()[-1] == (
-            f"error: {BRIDGE}: another DHCP server already answers here (192.168.1.1); two would hand out "
-            "conflicting leases: serve with --proxy (boot information only, that server keeps the addresses)")
-        assert "ready:" not in r.stdout + r.stderr
-    finally:
-        if other is not None:
-            other.terminate()
-            other.wait(30)
-        subprocess.run(["ip", "netns", "delete", other_ns], check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {BRIDGE}: another DHCP server already answers here (192.168.1.1); two would hand out "
+        "conflicting leases: serve with --proxy (boot information only, that server keeps the addresses)")
+    assert "ready:" not in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_beside_the_sites_dhcp_server_a_uefi_machine_boots_as_its_node_through_proxy_dhcp(
+        pxe_tree: PxeTree, netns: Netns, tmp_path: Path, show: Callable[[str], None]) -> None:
+    """Proxy mode: the site's DHCP server hands out the addresses (loadb2's reserved for its MAC,
+    as a site reserves a director's), `pxe serve --proxy` only where to boot from. A diskless
+    UEFI machine with Secure Boot on and loadb2's MAC gets shim from the proxy's answer, then
+    GRUB and its entry, and runs as loadb2."""
+    with site_dhcp(netns, tmp_path, {"52:54:00:00:01:04": "192.168.1.104"}) as site_log, \
+            serving(pxe_tree.tree, netns, tmp_path / "serve.log", "--proxy") as log:
+        node = pxe_vm(netns, tmp_path, "52:54:00:00:01:04", "tap0", VmFirmware.UEFI_SECURE)
+        try:
+            start = time.monotonic()
+            node.start()
+            node.wait_agent(BOOT_TIMEOUT)
+            state = node.sh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT).stdout.strip()
+            show(f"\nloadb2 over UEFI PXE, proxy DHCP (Secure Boot on): {state} after "
+                 f"{time.monotonic() - start:.0f} s under emulation")
+            r = node.sh("echo hostname=$(hostname); echo sb=$(mokutil --sb-state 2>&1); "
+                        "echo address=$(ip -4 -o address show dev eth0 | awk '{print $4}')")
+        finally:
+            node.stop()
+    facts = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert (facts["hostname"], facts["sb"], facts["address"]) == ("loadb2", "SecureBoot enabled", "192.168.1.104/24")
+    served_log = log.read_text()
+    assert "DHCP, proxy on subnet 192.168.1.0" in served_log
+    assert "DHCPACK" not in served_log  # the addresses are the site's
+    assert re.search(r"DHCPACK\(other1\) 192\.168\.1\.104 52:54:00:00:01:04", site_log.read_text())
+    for sent in ("bootx64.efi", "grubx64.efi", "grub/nodes/52:54:00:00:01:04.cfg"):
+        assert re.search(rf"sent \S*/{re.escape(sent)} to 192\.168\.1\.104", served_log), sent
+    assert "GET /director/filesystem.squashfs" in served_log
 
 
 @pytest.mark.slow
