@@ -123,8 +123,11 @@ class Vm:
         # Minus CMPXCHG16B (x86-64's baseline has none): the guests' kernel panicked twice under
         # QEMU 7.2's TCG with a double fault right after one in SLUB's fast path (kmalloc of a
         # socket, in the lab's rows); without it SLUB takes its locked path.
+        # Minus SVM: no node runs VMs, and trixie's kernel (6.12) turns virtualization on as
+        # kvm_amd loads; under OVMF with Secure Boot (SMM) one real server froze for good at that
+        # step of its boot (the step its three peers passed within the second), a lab's full tier.
         argv = [qemu, "-machine", MACHINE + machine_options(self.firmware), "-accel", "tcg,tb-size=128",
-                "-cpu", "qemu64,+rdrand,-cx16", "-m", str(self.memory_mib), "-smp", str(self.cpus),
+                "-cpu", "qemu64,+rdrand,-cx16,-svm", "-m", str(self.memory_mib), "-smp", str(self.cpus),
                 *qemu_args(self.firmware, self.workdir / f"{self.name}.efivars.fd"),
                 "-display", "none", "-nodefaults", "-no-user-config",
                 "-chardev", f"file,id=con0,path={self.console},append=on", "-serial", "chardev:con0",
